@@ -1,0 +1,115 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) puller developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Validate a ``/pull`` body into a ``PullRequest``.
+
+The HTTP server and the Ansible module both speak this shape, so both call
+``parse_pull_request``; every rejection is an ``InvalidRequest`` whose
+``field`` names the culprit, e.g. ``images[2].tag``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from collections import namedtuple
+
+from ._errors import InvalidRequest
+from ._reference import InvalidReference, resolve
+
+DEFAULT_MAX_IMAGES = 1000
+DEFAULT_CONCURRENCY = 1
+DEFAULT_RETRY = 3
+MAX_ATTEMPTS = 10
+
+# Docker's AuthConfig keys; anything else is most likely a typo ("passwd").
+AUTH_CONFIG_KEYS = ("username", "password", "auth", "email", "serveraddress", "identitytoken", "registrytoken")
+
+
+class PullSpec(namedtuple("PullSpec", "index ref image tag project auth_config")):
+    """One requested image, as asked (``image``, ``tag``) and as resolved (``ref``)."""
+
+    __slots__ = ()
+
+
+class PullRequest(namedtuple("PullRequest", "specs concurrency attempts")):
+    """A validated request: specs in request order, concurrency, attempts per image."""
+
+    __slots__ = ()
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_auth(value, field):
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequest("must be an object", field)
+    auth = {}
+    for key, item in value.items():
+        if key not in AUTH_CONFIG_KEYS:
+            raise InvalidRequest("unknown key; expected one of %s" % ", ".join(AUTH_CONFIG_KEYS), "%s.%s" % (field, key))
+        if item is None or item == "":
+            continue
+        if not isinstance(item, str):
+            raise InvalidRequest("must be a string", "%s.%s" % (field, key))
+        auth[key] = item
+    return auth
+
+
+def _parse_spec(index, item, default_auth):
+    field = "images[%d]" % index
+    if isinstance(item, str):
+        item = {"image": item}
+    if not isinstance(item, dict):
+        raise InvalidRequest("must be an object with an image", field)
+    image = item.get("image")
+    if image is None or image == "":
+        raise InvalidRequest("is required", field + ".image")
+    if not isinstance(image, str):
+        raise InvalidRequest("must be a string", field + ".image")
+    tag = item.get("tag")
+    project = item.get("project", "")
+    if project is None:
+        project = ""
+    if not isinstance(project, str):
+        raise InvalidRequest("must be a string", field + ".project")
+    try:
+        ref = resolve(image, tag)
+    except InvalidReference as exc:
+        raise InvalidRequest(str(exc), "%s.%s" % (field, getattr(exc, "field", "image")))
+    auth = _parse_auth(item.get("auth_config"), field + ".auth_config") or dict(default_auth)
+    shown_tag = tag if isinstance(tag, str) and tag else (ref.tag or ref.digest)
+    return PullSpec(index, ref, image, shown_tag, project, auth)
+
+
+def _parse_count(body, key, default):
+    value = body.get(key)
+    if value is None:
+        return default
+    if not _is_int(value):
+        raise InvalidRequest("must be an integer", key)
+    # The original turned non-positive values into defaults; callers rely on it.
+    return value if value > 0 else default
+
+
+def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None):
+    """Validate a decoded JSON body. Images may be objects or reference strings."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object", "body")
+    images = body.get("images")
+    if images is None:
+        raise InvalidRequest("is required", "images")
+    if not isinstance(images, list):
+        raise InvalidRequest("must be a list", "images")
+    if not images:
+        raise InvalidRequest("must not be empty", "images")
+    if len(images) > max_images:
+        raise InvalidRequest("has %d entries; at most %d are allowed" % (len(images), max_images), "images")
+    default_auth = _parse_auth(default_auth, "auth_config")
+    specs = [_parse_spec(i, item, default_auth) for i, item in enumerate(images)]
+    concurrency = _parse_count(body, "concurrency", DEFAULT_CONCURRENCY)
+    attempts = min(_parse_count(body, "retry", DEFAULT_RETRY), MAX_ATTEMPTS)
+    return PullRequest(specs, concurrency, attempts)

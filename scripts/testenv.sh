@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Throwaway test ground: a private dockerd, two local registries (one open, one
+# behind htpasswd basic auth) and fixture images built FROM scratch and pushed.
+#
+#   scripts/testenv.sh up   [DIR]   start everything, write DIR/env.sh
+#   scripts/testenv.sh down [DIR]   stop everything, remove DIR
+#
+# DIR defaults to $PULLER_TESTENV or /tmp/puller-testenv. Nothing here touches
+# the host's own Docker daemon, its images or ~/.docker.
+set -euo pipefail
+
+cmd=${1:-}
+dir=${2:-${PULLER_TESTENV:-/tmp/puller-testenv}}
+here=$(cd "$(dirname "$0")" && pwd)
+
+# How many distinct fixture images to build (benchmarks want more).
+FIXTURE_COUNT=${FIXTURE_COUNT:-24}
+FIXTURE_LAYERS=${FIXTURE_LAYERS:-3}
+FIXTURE_LAYER_KIB=${FIXTURE_LAYER_KIB:-64}
+REGISTRY_USER=puller-test
+# A fixed, recognisable password: tests search every log and body for it.
+REGISTRY_PASSWORD=${REGISTRY_PASSWORD:-S3cret-Registry-Pa55}
+
+log() { echo "testenv: $*" >&2; }
+
+install_packages() {
+  local missing=()
+  command -v dockerd >/dev/null || missing+=(docker.io)
+  command -v docker-registry >/dev/null || missing+=(docker-registry)
+  command -v htpasswd >/dev/null || missing+=(apache2-utils)
+  command -v curl >/dev/null || missing+=(curl)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local secs=$1 what=$2; shift 2
+  local end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $end ]; then log "timed out waiting for $what"; return 1; fi
+    sleep 0.2
+  done
+}
+
+start_registry() { # start_registry NAME PORT [htpasswd-file]
+  local name=$1 port=$2 htpw=${3:-}
+  mkdir -p "$dir/$name/data"
+  {
+    echo "version: 0.1"
+    echo "log: {level: warn}"
+    echo "storage: {filesystem: {rootdirectory: $dir/$name/data}, delete: {enabled: true}}"
+    echo "http: {addr: 127.0.0.1:$port}"
+    if [ -n "$htpw" ]; then
+      echo "auth: {htpasswd: {realm: puller-test, path: $htpw}}"
+    fi
+  } >"$dir/$name/config.yml"
+  setsid docker-registry serve "$dir/$name/config.yml" >"$dir/$name/log" 2>&1 &
+  echo $! >"$dir/$name/pid"
+  wait_for 20 "registry $name" curl -s -o /dev/null "http://127.0.0.1:$port/v2/"
+}
+
+start_dockerd() {
+  mkdir -p "$dir/docker"
+  setsid dockerd --data-root "$dir/docker/data" --exec-root "$dir/docker/exec" \
+    -H "unix://$dir/docker/docker.sock" --pidfile "$dir/docker/docker.pid" \
+    --iptables=false --bridge=none --log-level=warn >"$dir/docker/log" 2>&1 &
+  wait_for 60 dockerd docker -H "unix://$dir/docker/docker.sock" version
+}
+
+build_fixtures() {
+  local sock="unix://$dir/docker/docker.sock" ctx="$dir/build"
+  export DOCKER_CONFIG="$dir/docker-config" DOCKER_BUILDKIT=0
+  mkdir -p "$DOCKER_CONFIG"
+  echo "$REGISTRY_PASSWORD" | docker -H "$sock" login -u "$REGISTRY_USER" --password-stdin \
+    "localhost:$AUTH_PORT" >/dev/null 2>&1
+  local i l
+  for i in $(seq -w 1 "$FIXTURE_COUNT"); do
+    rm -rf "$ctx" && mkdir -p "$ctx"
+    echo "FROM scratch" >"$ctx/Dockerfile"
+    for l in $(seq 1 "$FIXTURE_LAYERS"); do
+      head -c "$((FIXTURE_LAYER_KIB * 1024))" /dev/urandom >"$ctx/layer$l.bin"
+      echo "COPY layer$l.bin /layer$l.bin" >>"$ctx/Dockerfile"
+    done
+    echo "LABEL org.opencontainers.image.title=fixture-$i" >>"$ctx/Dockerfile"
+    docker -H "$sock" build -q 2>/dev/null -t "localhost:$OPEN_PORT/fixture/img-$i:latest" "$ctx" >/dev/null
+    docker -H "$sock" push "localhost:$OPEN_PORT/fixture/img-$i:latest" >/dev/null
+    if [ "$i" -le 2 ]; then
+      docker -H "$sock" tag "localhost:$OPEN_PORT/fixture/img-$i:latest" "localhost:$AUTH_PORT/private/img-$i:latest"
+      docker -H "$sock" push "localhost:$AUTH_PORT/private/img-$i:latest" >/dev/null
+    fi
+  done
+  docker -H "$sock" logout "localhost:$AUTH_PORT" >/dev/null 2>&1 || true
+  # Leave the daemon's image store empty: tests decide what is present.
+  docker -H "$sock" image ls -q | sort -u | xargs -r docker -H "$sock" rmi -f >/dev/null
+  rm -rf "$ctx"
+}
+
+up() {
+  if [ -f "$dir/env.sh" ]; then log "already up in $dir"; cat "$dir/env.sh"; return; fi
+  install_packages
+  mkdir -p "$dir"
+  OPEN_PORT=$(free_port); AUTH_PORT=$(free_port)
+  while [ "$AUTH_PORT" = "$OPEN_PORT" ]; do AUTH_PORT=$(free_port); done
+  htpasswd -Bbn "$REGISTRY_USER" "$REGISTRY_PASSWORD" >"$dir/htpasswd"
+  start_dockerd
+  start_registry registry-open "$OPEN_PORT"
+  start_registry registry-auth "$AUTH_PORT" "$dir/htpasswd"
+  local t0=$SECONDS
+  build_fixtures
+  log "built and pushed $FIXTURE_COUNT fixture images in $((SECONDS - t0))s"
+  cat >"$dir/env.sh.tmp" <<EOF
+export PULLER_TESTENV=$dir
+export PULLER_TEST_DOCKER_SOCKET=$dir/docker/docker.sock
+export PULLER_TEST_DOCKERD_LOG=$dir/docker/log
+export PULLER_TEST_REGISTRY=localhost:$OPEN_PORT
+export PULLER_TEST_REGISTRY_PORT=$OPEN_PORT
+export PULLER_TEST_AUTH_REGISTRY=localhost:$AUTH_PORT
+export PULLER_TEST_AUTH_REGISTRY_PORT=$AUTH_PORT
+export PULLER_TEST_REGISTRY_USER=$REGISTRY_USER
+export PULLER_TEST_REGISTRY_PASSWORD=$REGISTRY_PASSWORD
+export PULLER_TEST_FIXTURE_COUNT=$FIXTURE_COUNT
+EOF
+  mv "$dir/env.sh.tmp" "$dir/env.sh"
+  cat "$dir/env.sh"
+}
+
+kill_pidfile() {
+  local f=$1 pid
+  [ -f "$f" ] || return 0
+  pid=$(cat "$f")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+down() {
+  [ -d "$dir" ] || return 0
+  kill_pidfile "$dir/registry-open/pid"
+  kill_pidfile "$dir/registry-auth/pid"
+  kill_pidfile "$dir/docker/docker.pid"
+  # dockerd leaves its own containerd behind when it is killed hard.
+  pkill -f "containerd --config $dir/docker/exec" 2>/dev/null || true
+  if mountpoint -q "$dir/docker/data/overlay2" 2>/dev/null; then umount -l "$dir/docker/data/overlay2" || true; fi
+  grep " $dir/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf "$dir"
+}
+
+case "$cmd" in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 up|down [DIR]" >&2; exit 2 ;;
+esac
