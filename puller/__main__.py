@@ -1,0 +1,5 @@
+import sys
+
+from puller.cli import main
+
+sys.exit(main())

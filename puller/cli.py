@@ -1,0 +1,22 @@
+"""Command line: ``puller serve``, ``puller pull``, ``puller version``.
+
+For ``serve``, gevent's monkey patching must come before anything else is
+imported, so this module imports nothing at the top but ``sys``.
+"""
+
+import sys
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:
+        from gevent import monkey
+
+        monkey.patch_all()
+    from puller._commands import run
+
+    return run(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

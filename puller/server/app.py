@@ -1,0 +1,131 @@
+"""The HTTP API as a Bottle app object: ``/ping``, ``/debug/dump``, ``/pull``.
+
+Every error is JSON: ``{"error": "...", "field": "images[2].tag"}``. Engine
+errors are turned into status codes here and nowhere else.
+"""
+
+import datetime
+import hmac
+import json
+import logging
+import os
+import platform
+
+import bottle
+
+import puller
+from puller.core._engine import run_in_threads
+from puller.core._errors import DaemonUnavailable, InvalidRequest
+from puller.core._request import parse_pull_request
+
+log = logging.getLogger("puller.server")
+
+
+def _json(status, payload, headers=None):
+    body = json.dumps(payload)
+    all_headers = {"Content-Type": "application/json"}
+    all_headers.update(headers or {})
+    return bottle.HTTPResponse(body=body, status=status, headers=all_headers)
+
+
+def _error(status, message, field=None, headers=None):
+    payload = {"error": message}
+    if field:
+        payload["field"] = field
+    return _json(status, payload, headers)
+
+
+def _num_fds():
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return -1
+
+
+def version_info():
+    import docker  # imported here: only /debug/dump needs its version
+
+    return {"version": puller.__version__, "python": platform.python_version(),
+            "docker_py": docker.__version__, "bottle": bottle.__version__,
+            "os": platform.system().lower(), "arch": platform.machine()}
+
+
+class Api:
+    """Holds what the routes need; ``app`` is the Bottle object to serve."""
+
+    def __init__(self, engine, config, runner=run_in_threads):
+        self.engine = engine
+        self.config = config
+        self.runner = runner
+        self.start_at = datetime.datetime.now().astimezone().isoformat()
+        self.app = bottle.Bottle(catchall=True, autojson=False)
+        self.app.default_error_handler = self._default_error
+        self.app.route("/ping", "GET", self.ping)
+        self.app.route("/debug/dump", "GET", self._authorized(self.dump))
+        self.app.route("/pull", "POST", self._authorized(self.pull))
+
+    # -- plumbing -----------------------------------------------------------
+    @staticmethod
+    def _default_error(res):
+        """Bottle's own errors (404, 405, uncaught exceptions) as JSON."""
+        res.content_type = "application/json"
+        if res.status_code >= 500:
+            if res.exception is not None:
+                log.error("unhandled error: %s", type(res.exception).__name__, exc_info=res.exception)
+            return json.dumps({"error": "internal server error"})
+        return json.dumps({"error": res.status_line.split(" ", 1)[-1].lower() if res.status_code != 404
+                           else "no such endpoint: %s" % bottle.request.path})
+
+    def _authorized(self, handler):
+        token = self.config.token
+        if not token:
+            return handler
+        expected = ("Bearer " + token).encode("utf-8")
+
+        def check(*args, **kwargs):
+            given = bottle.request.get_header("Authorization", "").encode("utf-8")
+            if not hmac.compare_digest(given, expected):
+                return _error(401, "missing or wrong bearer token", "Authorization",
+                              {"WWW-Authenticate": 'Bearer realm="puller"'})
+            return handler(*args, **kwargs)
+
+        return check
+
+    def _read_json(self):
+        limit = self.config.max_body
+        length = bottle.request.content_length
+        if length > limit:
+            raise _error(413, "request body is %d bytes; the limit is %d" % (length, limit), "body")
+        raw = bottle.request.body.read(limit + 1)
+        if len(raw) > limit:
+            raise _error(413, "request body is larger than the limit of %d bytes" % limit, "body")
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise _error(400, "malformed JSON: %s" % exc, "body")
+
+    # -- routes -------------------------------------------------------------
+    def ping(self):
+        bottle.response.content_type = "text/plain; charset=utf-8"
+        return "OK"
+
+    def dump(self):
+        return _json(200, {
+            "configs": self.config.public(),
+            "num_fds": _num_fds(),
+            "start_at": self.start_at,
+            "version": version_info(),
+            "in_flight": self.engine.in_flight(),
+        })
+
+    def pull(self):
+        body = self._read_json()
+        try:
+            request = parse_pull_request(body, max_images=self.config.max_images)
+        except InvalidRequest as exc:
+            return _error(400, exc.message, exc.field)
+        try:
+            report = self.engine.pull(request, runner=self.runner)
+        except DaemonUnavailable as exc:
+            return _error(503, str(exc), "docker_socket", {"Retry-After": "5"})
+        return _json(200 if report.ok else 500, report.as_dict())
