@@ -4,6 +4,7 @@
 #
 #   scripts/testenv.sh up   [DIR]   start everything, write DIR/env.sh
 #   scripts/testenv.sh down [DIR]   stop everything, remove DIR
+#   scripts/testenv.sh dockerd-stop|dockerd-start [DIR]   take the daemon away, bring it back
 #
 # DIR defaults to $PULLER_TESTENV or /tmp/puller-testenv. Nothing here touches
 # the host's own Docker daemon, its images or ~/.docker.
@@ -70,7 +71,7 @@ start_dockerd() {
   mkdir -p "$dir/docker"
   setsid dockerd --data-root "$dir/docker/data" --exec-root "$dir/docker/exec" \
     -H "unix://$dir/docker/docker.sock" --pidfile "$dir/docker/docker.pid" \
-    --iptables=false --bridge=none --log-level=warn >"$dir/docker/log" 2>&1 &
+    --iptables=false --bridge=none --log-level=warn >>"$dir/docker/log" 2>&1 &
   wait_for 60 dockerd docker -H "unix://$dir/docker/docker.sock" version
 }
 
@@ -155,5 +156,8 @@ down() {
 case "$cmd" in
   up) up ;;
   down) down ;;
-  *) echo "usage: $0 up|down [DIR]" >&2; exit 2 ;;
+  # Used by the tests that take the daemon away and bring it back.
+  dockerd-stop) kill_pidfile "$dir/docker/docker.pid" ;;
+  dockerd-start) start_dockerd ;;
+  *) echo "usage: $0 up|down|dockerd-stop|dockerd-start [DIR]" >&2; exit 2 ;;
 esac

@@ -1,0 +1,171 @@
+"""Fixtures for tests against the real daemon and registries.
+
+The test ground comes from ``scripts/testenv.sh``. When ``PULLER_TESTENV``
+points at a running one (``.ci/run`` and ``scripts/test.sh`` start it), it is
+used as is; otherwise the session starts its own and tears it down. A test
+ground that cannot start is an error, never a skip.
+"""
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+import pytest
+import requests
+
+from faultproxy import FaultProxy, Rules
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTENV = ROOT / "scripts" / "testenv.sh"
+
+
+def _read_env(path):
+    env = {}
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = shlex.split(value)[0] if value else ""
+    return env
+
+
+class TestGround:
+    def __init__(self, env):
+        self.env = env
+        self.dir = env["PULLER_TESTENV"]
+        self.socket = env["PULLER_TEST_DOCKER_SOCKET"]
+        self.registry = env["PULLER_TEST_REGISTRY"]
+        self.registry_port = int(env["PULLER_TEST_REGISTRY_PORT"])
+        self.auth_registry = env["PULLER_TEST_AUTH_REGISTRY"]
+        self.user = env["PULLER_TEST_REGISTRY_USER"]
+        self.password = env["PULLER_TEST_REGISTRY_PASSWORD"]
+        self.fixture_count = int(env["PULLER_TEST_FIXTURE_COUNT"])
+
+    def image(self, n, registry=None):
+        return "%s/fixture/img-%02d" % (registry or self.registry, n)
+
+    def private_image(self, n):
+        return "%s/private/img-%02d" % (self.auth_registry, n)
+
+    def client(self):
+        return docker.APIClient(base_url="unix://" + self.socket, version="auto")
+
+    def remove_all_images(self):
+        client = self.client()
+        for img in client.images(all=True):
+            try:
+                client.remove_image(img["Id"], force=True)
+            except docker.errors.NotFound:
+                pass
+        client.close()
+
+    def dockerd(self, action):
+        subprocess.run(["bash", str(TESTENV), "dockerd-" + action, self.dir], check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="session")
+def ground():
+    given = os.environ.get("PULLER_TESTENV")
+    if given and Path(given, "env.sh").exists():
+        yield TestGround(_read_env(Path(given, "env.sh")))
+        return
+    tmp = tempfile.mkdtemp(prefix="puller-testenv-")
+    subprocess.run(["bash", str(TESTENV), "up", tmp], check=True, stdout=subprocess.DEVNULL)
+    try:
+        yield TestGround(_read_env(Path(tmp, "env.sh")))
+    finally:
+        subprocess.run(["bash", str(TESTENV), "down", tmp], check=False)
+
+
+@pytest.fixture
+def clean(ground):
+    """An empty image store before the test (and after, for the next one)."""
+    ground.remove_all_images()
+    yield ground
+    ground.remove_all_images()
+
+
+@pytest.fixture
+def proxy(ground):
+    """A fault-injecting proxy in front of the open registry."""
+    p = FaultProxy(ground.registry_port)
+    yield p
+    p.close()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """``puller serve`` as a real subprocess, logging to a file we can search."""
+
+    def __init__(self, ground, tmp_path, args=(), env=None, listen_host="127.0.0.1"):
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.log_path = tmp_path / ("server-%d.log" % self.port)
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        cmd = [sys.executable, "-m", "puller", "serve", "--listen", "%s:%d" % (listen_host, self.port),
+               "--docker-socket", ground.socket, "--backoff-base", "50ms", "--drain-timeout", "30s"]
+        cmd += list(args)
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if requests.get(self.url + "/ping", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("server did not start:\n" + self.log())
+            time.sleep(0.1)
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def pull(self, body, **kwargs):
+        return requests.post(self.url + "/pull", json=body, timeout=kwargs.pop("timeout", 120), **kwargs)
+
+    def stop(self, sig=signal.SIGTERM, timeout=40):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_server(ground, tmp_path):
+    started = []
+
+    def start(*args, **kwargs):
+        server = ServerProcess(ground, tmp_path, args, **kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server):
+    return start_server()
+
+
+__all__ = ["Rules"]

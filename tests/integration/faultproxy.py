@@ -1,0 +1,158 @@
+"""A small HTTP proxy in front of the test registry that misbehaves on purpose.
+
+dockerd talks to ``localhost:<proxy port>`` (an insecure registry, being on
+loopback); the proxy forwards to the real registry and can fail, reset or
+delay requests, while it counts manifest requests and the most that were in
+flight at once.
+"""
+
+import http.client
+import re
+import socket
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MANIFEST_PATH = re.compile(r"^/v2/.+/manifests/[^/]+$")
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
+
+
+class Rules:
+    """What to do to requests whose path matches ``pattern``."""
+
+    def __init__(self, pattern=MANIFEST_PATH, fail_first=0, fail_status=503, reset_first=0,
+                 delay=0.0, fail_every=0, stall=0.0):
+        self.pattern = pattern
+        self.fail_first = fail_first  # answer the first N matching requests with fail_status
+        self.fail_status = fail_status
+        self.reset_first = reset_first  # reset the connection of the first N matching requests
+        self.fail_every = fail_every  # then fail every Nth matching request (alternating 503/reset)
+        self.delay = delay  # seconds to hold each matching request before forwarding
+        self.stall = stall  # seconds to hold a matching request and then reset it
+
+
+class FaultProxy:
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.rules = Rules(fail_first=0)
+        self.lock = threading.Lock()
+        self.reset_stats()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                proxy._handle(self)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.address = "localhost:%d" % self.port
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def reset_stats(self, rules=None):
+        with self.lock:
+            if rules is not None:
+                self.rules = rules
+            self.matched = 0
+            self.manifest_requests = []
+            self.in_flight_manifests = 0
+            self.max_in_flight_manifests = 0
+            self.injected = 0
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- the proxying ---------------------------------------------------------
+    def _decide(self, path):
+        with self.lock:
+            rules = self.rules
+            if not rules.pattern.match(path):
+                return None, 0.0
+            self.matched += 1
+            n = self.matched
+            if n <= rules.fail_first:
+                action = "fail"
+            elif n <= rules.fail_first + rules.reset_first:
+                action = "reset"
+            elif rules.fail_every and n % rules.fail_every == 0:
+                action = "fail" if (n // rules.fail_every) % 2 else "reset"
+            elif rules.stall:
+                action = "stall"
+            else:
+                action = None
+            if action:
+                self.injected += 1
+            return action, rules.delay
+
+    def _handle(self, h):
+        path = h.path.split("?", 1)[0]
+        is_manifest = bool(MANIFEST_PATH.match(path))
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else None
+        action, delay = self._decide(path)
+        if is_manifest:
+            with self.lock:
+                self.manifest_requests.append((h.command, path))
+                self.in_flight_manifests += 1
+                self.max_in_flight_manifests = max(self.max_in_flight_manifests, self.in_flight_manifests)
+        try:
+            if delay:
+                time.sleep(delay)
+            if action == "stall":
+                time.sleep(self.rules.stall)
+                action = "reset"
+            if action == "reset":
+                h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                h.close_connection = True
+                h.connection.close()
+                return
+            if action == "fail":
+                payload = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
+                h.send_response(self.rules.fail_status)
+                h.send_header("Content-Type", "application/json")
+                h.send_header("Content-Length", str(len(payload)))
+                h.end_headers()
+                if h.command != "HEAD":
+                    h.wfile.write(payload)
+                return
+            self._forward(h, body)
+        finally:
+            if is_manifest:
+                with self.lock:
+                    self.in_flight_manifests -= 1
+
+    def _forward(self, h, body):
+        upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
+        try:
+            headers = {k: v for k, v in h.headers.items() if k.lower() not in HOP_HEADERS}
+            upstream.request(h.command, h.path, body=body, headers=headers)
+            resp = upstream.getresponse()
+            chunked = resp.getheader("Content-Length") is None and h.command != "HEAD" and resp.status not in (204, 304)
+            h.send_response(resp.status)
+            for k, v in resp.getheaders():
+                if k.lower() not in HOP_HEADERS:
+                    h.send_header(k, v)
+            if chunked:
+                h.send_header("Transfer-Encoding", "chunked")
+            h.end_headers()
+            if h.command == "HEAD":
+                return
+            while True:
+                data = resp.read(65536)
+                if not data:
+                    break
+                h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            if chunked:
+                h.wfile.write(b"0\r\n\r\n")
+        finally:
+            upstream.close()
