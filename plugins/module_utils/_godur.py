@@ -76,12 +76,16 @@ def parse_duration(text):
     if not isinstance(text, str):
         raise ValueError("not a duration: %r" % (text,))
     s = text.strip()
+    if not s:
+        raise ValueError("empty duration")
     if re.fullmatch(r"[0-9]+(\.[0-9]+)?", s):
         return float(s)
     sign = 1.0
-    if s[:1] in "+-":
+    if s[0] in "+-":
         sign = -1.0 if s[0] == "-" else 1.0
         s = s[1:]
+    if not s:
+        raise ValueError("invalid duration %r" % (text,))
     if s == "0":
         return 0.0
     pos, total = 0, 0.0
@@ -91,6 +95,4 @@ def parse_duration(text):
             raise ValueError("invalid duration %r" % (text,))
         total += float(m.group(1)) * _UNITS_NS[m.group(2)]
         pos = m.end()
-    if not s:
-        raise ValueError("invalid duration %r" % (text,))
     return sign * total / 1e9

@@ -1,0 +1,48 @@
+import pytest
+
+from puller.config import ServerConfig, from_sources, parse_listen
+from puller.core._errors import InvalidRequest
+
+
+def test_defaults_listen_on_loopback():
+    config = from_sources({}, environ={})
+    assert config.listen == "127.0.0.1:9006" and config.loopback_only
+    assert config.docker_socket == "/var/run/docker.sock"
+
+
+def test_flags_win_over_environment():
+    env = {"LISTEN_ADDR": ":9999", "DOCKER_SOCKET": "/env.sock"}
+    assert from_sources({}, environ=env).listen == ":9999"
+    config = from_sources({"listen": "127.0.0.1:1", "docker_socket": "/flag.sock"}, environ=env)
+    assert (config.listen, config.docker_socket) == ("127.0.0.1:1", "/flag.sock")
+
+
+def test_colon_port_means_all_interfaces():
+    assert parse_listen(":9006") == ("0.0.0.0", 9006)
+    assert parse_listen("[::1]:80") == ("::1", 80)
+    assert not ServerConfig(listen=":9006").loopback_only
+
+
+@pytest.mark.parametrize("flags,env,field", [
+    ({"listen": "nope"}, {}, "listen"),
+    ({}, {"PULLER_DEADLINE": "soon"}, "PULLER_DEADLINE"),
+    ({"max_images": 0}, {}, "--max-images"),
+    ({"token_file": "/does/not/exist"}, {}, "--token-file"),
+])
+def test_bad_settings_name_the_source(flags, env, field):
+    with pytest.raises(InvalidRequest) as info:
+        from_sources(flags, environ=env)
+    assert info.value.field == field
+
+
+def test_token_never_shown(tmp_path):
+    f = tmp_path / "t"
+    f.write_text("s3cret\n")
+    config = from_sources({"token_file": str(f)}, environ={})
+    assert config.token == "s3cret"
+    assert "s3cret" not in repr(config) and "s3cret" not in str(config.public())
+    assert from_sources({}, environ={"PULLER_TOKEN": "abc"}).token == "abc"
+
+
+def test_engine_config_takes_the_socket_path():
+    assert from_sources({"docker_socket": "/x.sock"}, environ={}).engine_config().docker_host == "unix:///x.sock"
