@@ -81,8 +81,9 @@ build_fixtures() {
   mkdir -p "$DOCKER_CONFIG"
   echo "$REGISTRY_PASSWORD" | docker -H "$sock" login -u "$REGISTRY_USER" --password-stdin \
     "localhost:$AUTH_PORT" >/dev/null 2>&1
-  local i l
-  for i in $(seq -w 1 "$FIXTURE_COUNT"); do
+  local n i l
+  for n in $(seq 1 "$FIXTURE_COUNT"); do
+    i=$(printf %02d "$n")
     rm -rf "$ctx" && mkdir -p "$ctx"
     echo "FROM scratch" >"$ctx/Dockerfile"
     for l in $(seq 1 "$FIXTURE_LAYERS"); do
@@ -92,7 +93,7 @@ build_fixtures() {
     echo "LABEL org.opencontainers.image.title=fixture-$i" >>"$ctx/Dockerfile"
     docker -H "$sock" build -q 2>/dev/null -t "localhost:$OPEN_PORT/fixture/img-$i:latest" "$ctx" >/dev/null
     docker -H "$sock" push "localhost:$OPEN_PORT/fixture/img-$i:latest" >/dev/null
-    if [ "$i" -le 2 ]; then
+    if [ "$n" -le 2 ]; then
       docker -H "$sock" tag "localhost:$OPEN_PORT/fixture/img-$i:latest" "localhost:$AUTH_PORT/private/img-$i:latest"
       docker -H "$sock" push "localhost:$AUTH_PORT/private/img-$i:latest" >/dev/null
     fi

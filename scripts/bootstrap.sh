@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install what puller and its tests need on a fresh Debian machine (as root):
+# Debian's dockerd, registry and htpasswd, and a virtualenv at .venv with the
+# package in editable mode. Safe to run again; prints the venv's python path.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv=${PULLER_VENV:-$root/.venv}
+
+need=()
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
+command -v curl >/dev/null || need+=(curl)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "bootstrap: apt-get install ${need[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install -q --disable-pip-version-check -e "$root[test]" >&2
+echo "$venv/bin/python"
