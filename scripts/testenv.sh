@@ -5,6 +5,7 @@
 #   scripts/testenv.sh up   [DIR]   start everything, write DIR/env.sh
 #   scripts/testenv.sh down [DIR]   stop everything, remove DIR
 #   scripts/testenv.sh dockerd-stop|dockerd-start [DIR]   take the daemon away, bring it back
+#   scripts/testenv.sh fixtures DIR NAME COUNT LAYERS KIB [SHARED_KIB]   build another image set
 #
 # DIR defaults to $PULLER_TESTENV or /tmp/puller-testenv. Nothing here touches
 # the host's own Docker daemon, its images or ~/.docker.
@@ -75,33 +76,46 @@ start_dockerd() {
   wait_for 60 dockerd docker -H "unix://$dir/docker/docker.sock" version
 }
 
-build_fixtures() {
-  local sock="unix://$dir/docker/docker.sock" ctx="$dir/build"
-  export DOCKER_CONFIG="$dir/docker-config" DOCKER_BUILDKIT=0
-  mkdir -p "$DOCKER_CONFIG"
-  echo "$REGISTRY_PASSWORD" | docker -H "$sock" login -u "$REGISTRY_USER" --password-stdin \
-    "localhost:$AUTH_PORT" >/dev/null 2>&1
-  local n i l
-  for n in $(seq 1 "$FIXTURE_COUNT"); do
+build_set() { # build_set NAME COUNT LAYERS LAYER_KIB [SHARED_BASE_KIB]
+  # Pushes localhost:OPEN_PORT/NAME/img-01..COUNT, each FROM scratch with
+  # LAYERS random files; with SHARED_BASE_KIB, one more layer common to all.
+  local name=$1 count=$2 layers=$3 kib=$4 shared=${5:-0}
+  local sock="unix://$dir/docker/docker.sock" ctx="$dir/build-$name" n i l
+  export DOCKER_BUILDKIT=0
+  mkdir -p "$ctx"
+  if [ "$shared" -gt 0 ]; then head -c "$((shared * 1024))" /dev/urandom >"$ctx/base.bin"; fi
+  for n in $(seq 1 "$count"); do
     i=$(printf %02d "$n")
-    rm -rf "$ctx" && mkdir -p "$ctx"
     echo "FROM scratch" >"$ctx/Dockerfile"
-    for l in $(seq 1 "$FIXTURE_LAYERS"); do
-      head -c "$((FIXTURE_LAYER_KIB * 1024))" /dev/urandom >"$ctx/layer$l.bin"
+    if [ "$shared" -gt 0 ]; then echo "COPY base.bin /base.bin" >>"$ctx/Dockerfile"; fi
+    for l in $(seq 1 "$layers"); do
+      head -c "$((kib * 1024))" /dev/urandom >"$ctx/layer$l.bin"
       echo "COPY layer$l.bin /layer$l.bin" >>"$ctx/Dockerfile"
     done
-    echo "LABEL org.opencontainers.image.title=fixture-$i" >>"$ctx/Dockerfile"
-    docker -H "$sock" build -q 2>/dev/null -t "localhost:$OPEN_PORT/fixture/img-$i:latest" "$ctx" >/dev/null
-    docker -H "$sock" push "localhost:$OPEN_PORT/fixture/img-$i:latest" >/dev/null
-    if [ "$n" -le 2 ]; then
-      docker -H "$sock" tag "localhost:$OPEN_PORT/fixture/img-$i:latest" "localhost:$AUTH_PORT/private/img-$i:latest"
-      docker -H "$sock" push "localhost:$AUTH_PORT/private/img-$i:latest" >/dev/null
-    fi
+    echo "LABEL org.opencontainers.image.title=$name-$i" >>"$ctx/Dockerfile"
+    docker -H "$sock" build -q 2>/dev/null -t "localhost:$OPEN_PORT/$name/img-$i:latest" "$ctx" >/dev/null
+    docker -H "$sock" push "localhost:$OPEN_PORT/$name/img-$i:latest" >/dev/null
   done
-  docker -H "$sock" logout "localhost:$AUTH_PORT" >/dev/null 2>&1 || true
   # Leave the daemon's image store empty: tests decide what is present.
   docker -H "$sock" image ls -q | sort -u | xargs -r docker -H "$sock" rmi -f >/dev/null
   rm -rf "$ctx"
+}
+
+build_fixtures() {
+  local sock="unix://$dir/docker/docker.sock" n i
+  build_set fixture "$FIXTURE_COUNT" "$FIXTURE_LAYERS" "$FIXTURE_LAYER_KIB"
+  export DOCKER_CONFIG="$dir/docker-config"
+  mkdir -p "$DOCKER_CONFIG"
+  echo "$REGISTRY_PASSWORD" | docker -H "$sock" login -u "$REGISTRY_USER" --password-stdin \
+    "localhost:$AUTH_PORT" >/dev/null 2>&1
+  for n in 1 2; do
+    i=$(printf %02d "$n")
+    docker -H "$sock" pull -q "localhost:$OPEN_PORT/fixture/img-$i:latest" >/dev/null
+    docker -H "$sock" tag "localhost:$OPEN_PORT/fixture/img-$i:latest" "localhost:$AUTH_PORT/private/img-$i:latest"
+    docker -H "$sock" push "localhost:$AUTH_PORT/private/img-$i:latest" >/dev/null
+  done
+  docker -H "$sock" logout "localhost:$AUTH_PORT" >/dev/null 2>&1 || true
+  docker -H "$sock" image ls -q | sort -u | xargs -r docker -H "$sock" rmi -f >/dev/null
 }
 
 up() {
@@ -160,5 +174,10 @@ case "$cmd" in
   # Used by the tests that take the daemon away and bring it back.
   dockerd-stop) kill_pidfile "$dir/docker/docker.pid" ;;
   dockerd-start) start_dockerd ;;
-  *) echo "usage: $0 up|down|dockerd-stop|dockerd-start [DIR]" >&2; exit 2 ;;
+  # Benchmarks: another set of images, e.g. `fixtures DIR many-small 60 2 256`.
+  fixtures)
+    # shellcheck disable=SC1091
+    source "$dir/env.sh"; OPEN_PORT=$PULLER_TEST_REGISTRY_PORT
+    build_set "$3" "$4" "$5" "$6" "${7:-0}" ;;
+  *) echo "usage: $0 up|down|dockerd-stop|dockerd-start|fixtures [DIR ...]" >&2; exit 2 ;;
 esac
