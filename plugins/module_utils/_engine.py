@@ -33,6 +33,7 @@ from ._daemon import (
 from ._errors import DaemonUnavailable, DeadlineExceeded, PullFailed, TransientPullError, pull_error
 from ._godur import format_duration
 from ._redact import redact, secrets_of
+from ._request import POLICY_MISSING
 from ._retry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, RetryPolicy
 from ._singleflight import SingleFlight
 
@@ -43,6 +44,8 @@ DEFAULT_DAEMON_TIMEOUT = 10.0
 STATUS_PULLED = "pulled"
 STATUS_UP_TO_DATE = "up_to_date"
 STATUS_FAILED = "failed"
+STATUS_PRESENT = "present"  # pull: missing, and the image was there: nothing asked of the registry
+STATUS_WOULD_PULL = "would_pull"  # dry run, image absent
 
 log = logging.getLogger("puller.engine")
 
@@ -76,7 +79,7 @@ class PullEvent(namedtuple("PullEvent", "kind reference attempt detail")):
     __slots__ = ()
 
 
-class Outcome(namedtuple("Outcome", "status attempts error digest image_id cost")):
+class Outcome(namedtuple("Outcome", "status attempts error digest image_id previous_id")):
     """How one unique pull ended; shared by every entry that asked for it."""
 
     __slots__ = ()
@@ -116,6 +119,7 @@ def _row(spec, outcome, cost):
         "errmsg": outcome.error or "",
         "digest": outcome.digest or "",
         "id": outcome.image_id or "",
+        "previous_id": outcome.previous_id or "",
         "status": outcome.status,
     }
 
@@ -181,10 +185,15 @@ class Engine:
         for spec in request.specs:
             unique.setdefault(_flight_key(spec), spec)
 
+        deadline = min(request.deadline or self.config.deadline, self.config.deadline)
+
         def pull_unique(item):
             key, spec = item
             t0 = self._clock()
-            outcome = self._flights.do(key, lambda: self._pull_with_retries(spec, policy, on_event))
+            outcome = self._without_pull(spec, request) if request.dry_run or request.policy == POLICY_MISSING \
+                else None
+            if outcome is None:
+                outcome = self._flights.do(key, lambda: self._pull_with_retries(spec, policy, deadline, on_event))
             return key, outcome, self._clock() - t0
 
         size = min(request.concurrency, len(unique))
@@ -203,10 +212,22 @@ class Engine:
         except Exception:  # pylint: disable=broad-except
             log.exception("event callback failed; the pull goes on")
 
-    def _pull_with_retries(self, spec, policy, on_event):
+    def _without_pull(self, spec, request):
+        """The outcome when no pull is needed (present) or wanted (dry run), else None."""
+        try:
+            present = self.image_id(spec.ref)
+        except Exception as exc:  # pylint: disable=broad-except
+            return Outcome(STATUS_FAILED, 0, "cannot inspect %s: %s" % (spec.ref, exc), None, None, None)
+        if present is not None:
+            return Outcome(STATUS_PRESENT, 0, None, None, present, present)
+        if request.dry_run:
+            return Outcome(STATUS_WOULD_PULL, 0, None, None, None, None)
+        return None
+
+    def _pull_with_retries(self, spec, policy, deadline, on_event):
         ref, secrets = spec.ref, secrets_of(spec.auth_config)
         t0 = self._clock()
-        deadline_at = t0 + self.config.deadline
+        deadline_at = t0 + deadline
         attempt, error, digest = 0, None, None
         try:
             before = self.image_id(ref)
@@ -218,7 +239,7 @@ class Engine:
             self._emit(on_event, "attempt", ref, attempt)
             a0 = self._clock()
             try:
-                digest = self._attempt(spec, deadline_at, secrets, on_event, attempt)
+                digest = self._attempt(spec, deadline_at, deadline, secrets, on_event, attempt)
                 error = None
             except PullFailed as exc:
                 error = exc
@@ -235,24 +256,24 @@ class Engine:
             self._emit(on_event, "retry", ref, attempt, {"error": error.message, "delay": delay})
             self._sleep(delay)
         if error is not None:
-            outcome = Outcome(STATUS_FAILED, attempt, error.message, None, None, self._clock() - t0)
+            outcome = Outcome(STATUS_FAILED, attempt, error.message, None, None, before)
         else:
             try:
                 after = self.image_id(ref)
             except Exception:  # pylint: disable=broad-except
                 after = None
             status = STATUS_UP_TO_DATE if after is not None and after == before else STATUS_PULLED
-            outcome = Outcome(status, attempt, None, digest, after, self._clock() - t0)
+            outcome = Outcome(status, attempt, None, digest, after, before)
         self._emit(on_event, "done", ref, attempt, outcome)
         return outcome
 
-    def _attempt(self, spec, deadline_at, secrets, on_event, attempt):
+    def _attempt(self, spec, deadline_at, deadline, secrets, on_event, attempt):
         """One pull through the daemon; returns the digest or raises PullFailed."""
         ref = spec.ref
         remaining = deadline_at - self._clock()
         if remaining <= 0 or not self._slots.acquire(timeout=remaining):
             raise DeadlineExceeded("timeout: no pull slot free within the deadline of %s"
-                                   % format_duration(self.config.deadline))
+                                   % format_duration(deadline))
         try:
             try:
                 client = self.client()
@@ -261,16 +282,16 @@ class Engine:
             client.set_request_timeout(max(0.001, deadline_at - self._clock()))
             watchdog = _Watchdog(deadline_at - self._clock())
             try:
-                return self._stream(client, spec, on_event, attempt, watchdog, secrets)
+                return self._stream(client, spec, on_event, attempt, watchdog, secrets, deadline)
             finally:
                 watchdog.cancel()
                 abort_response(client.take_response())
         finally:
             self._slots.release()
 
-    def _stream(self, client, spec, on_event, attempt, watchdog, secrets):
+    def _stream(self, client, spec, on_event, attempt, watchdog, secrets, deadline):
         ref, digest = spec.ref, None
-        timeout_msg = "timeout: pull of %s exceeded the deadline of %s" % (ref, format_duration(self.config.deadline))
+        timeout_msg = "timeout: pull of %s exceeded the deadline of %s" % (ref, format_duration(deadline))
         try:
             events = client.pull(ref.name, tag=ref.pull_tag, stream=True, decode=True,
                                  auth_config=dict(spec.auth_config))

@@ -15,12 +15,16 @@ __metaclass__ = type
 from collections import namedtuple
 
 from ._errors import InvalidRequest
+from ._godur import parse_duration
 from ._reference import InvalidReference, resolve
 
 DEFAULT_MAX_IMAGES = 1000
 DEFAULT_CONCURRENCY = 1
 DEFAULT_RETRY = 3
 MAX_ATTEMPTS = 10
+POLICY_ALWAYS = "always"
+POLICY_MISSING = "missing"
+PULL_POLICIES = (POLICY_ALWAYS, POLICY_MISSING)
 
 # Docker's AuthConfig keys; anything else is most likely a typo ("passwd").
 AUTH_CONFIG_KEYS = ("username", "password", "auth", "email", "serveraddress", "identitytoken", "registrytoken")
@@ -32,10 +36,20 @@ class PullSpec(namedtuple("PullSpec", "index ref image tag project auth_config")
     __slots__ = ()
 
 
-class PullRequest(namedtuple("PullRequest", "specs concurrency attempts")):
-    """A validated request: specs in request order, concurrency, attempts per image."""
+class PullRequest(namedtuple("PullRequest", "specs concurrency attempts policy dry_run deadline")):
+    """A validated request.
+
+    ``specs`` in request order; ``attempts`` per image; ``policy`` is
+    ``always`` (ask the registry even when the image is present) or
+    ``missing``; ``dry_run`` pulls nothing and reports what would be pulled;
+    ``deadline`` is seconds per image, or None for the engine's default.
+    """
 
     __slots__ = ()
+
+    def __new__(cls, specs, concurrency=DEFAULT_CONCURRENCY, attempts=DEFAULT_RETRY, policy=POLICY_ALWAYS,
+                dry_run=False, deadline=None):
+        return super(PullRequest, cls).__new__(cls, specs, concurrency, attempts, policy, dry_run, deadline)
 
 
 def _is_int(value):
@@ -112,4 +126,24 @@ def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None):
     specs = [_parse_spec(i, item, default_auth) for i, item in enumerate(images)]
     concurrency = _parse_count(body, "concurrency", DEFAULT_CONCURRENCY)
     attempts = min(_parse_count(body, "retry", DEFAULT_RETRY), MAX_ATTEMPTS)
-    return PullRequest(specs, concurrency, attempts)
+    policy = body.get("pull", POLICY_ALWAYS)
+    if policy not in PULL_POLICIES:
+        raise InvalidRequest("must be one of %s" % ", ".join(PULL_POLICIES), "pull")
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise InvalidRequest("must be true or false", "dry_run")
+    return PullRequest(specs, concurrency, attempts, policy, dry_run, _parse_timeout(body.get("timeout")))
+
+
+def _parse_timeout(value):
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidRequest("must be a Go duration such as \"10m\" or a number of seconds", "timeout")
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), "timeout")
+    if seconds <= 0:
+        raise InvalidRequest("must be positive", "timeout")
+    return seconds

@@ -70,3 +70,14 @@ def test_secret_in_bad_input_is_not_echoed(server):
     assert resp.status_code == 400
     assert secret not in resp.text
     assert secret not in server.log()
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"images": ["a"], "pull": "sometimes"}, "pull"),
+    ({"images": ["a"], "dry_run": "yes"}, "dry_run"),
+    ({"images": ["a"], "timeout": "soon"}, "timeout"),
+    ({"images": ["a"], "timeout": -5}, "timeout"),
+])
+def test_bad_options_are_400(server, body, field):
+    resp = server.pull(body)
+    assert resp.status_code == 400 and resp.json()["field"] == field

@@ -7,7 +7,7 @@ import pytest
 
 from puller.core._godur import parse_duration
 
-ROW_KEYS = {"image", "tag", "project", "cost", "retried", "errmsg", "digest", "id", "status"}
+ROW_KEYS = {"image", "tag", "project", "cost", "retried", "errmsg", "digest", "id", "previous_id", "status"}
 
 
 def _assert_row(row):
@@ -129,3 +129,35 @@ def test_request_concurrency_is_honoured(clean, server, proxy, concurrency):
     assert 1 <= proxy.max_in_flight_manifests <= concurrency
     if concurrency > 1:
         assert proxy.max_in_flight_manifests > 1, "pulls did not overlap at all"
+
+
+def test_pull_missing_skips_present_images_without_asking_the_registry(clean, server, proxy):
+    present, absent = clean.image(7, registry=proxy.address), clean.image(8, registry=proxy.address)
+    first = server.pull({"images": [present]}).json()["success"][0]
+    proxy.reset_stats()
+    resp = server.pull({"pull": "missing", "images": [present, absent]})
+    assert resp.status_code == 200, resp.text
+    rows = resp.json()["success"]
+    assert [r["status"] for r in rows] == ["present", "pulled"]
+    assert rows[0]["retried"] == 0 and rows[0]["id"] == first["id"] == rows[0]["previous_id"]
+    assert rows[1]["previous_id"] == "" and rows[1]["id"]
+    assert all(absent.split("/", 1)[1] in path for _, path in proxy.manifest_requests)
+
+
+def test_dry_run_pulls_nothing(clean, server, proxy):
+    present, absent = clean.image(9), clean.image(10)
+    server.pull({"images": [present]})
+    resp = server.pull({"dry_run": True, "images": [present, absent]})
+    assert resp.status_code == 200, resp.text
+    assert [r["status"] for r in resp.json()["success"]] == ["present", "would_pull"]
+    assert len(clean.client().images()) == 1
+
+
+def test_per_request_timeout(clean, server, proxy):
+    from faultproxy import Rules
+
+    proxy.reset_stats(Rules(stall=6))
+    resp = server.pull({"timeout": "1s", "images": [clean.image(11, registry=proxy.address)]})
+    assert resp.status_code == 500
+    row = resp.json()["failure"][0]
+    assert "timeout" in row["errmsg"] and parse_duration(row["cost"]) < 3
