@@ -64,7 +64,7 @@ def _serve(args):
 
 def _pull(args):
     from puller._progress import ProgressPrinter
-    from puller.core._engine import Engine
+    from puller.core._engine import Engine, row_reference
     from puller.core._request import parse_pull_request
 
     config = from_sources({"docker_socket": args.docker_socket, "deadline": args.deadline})
@@ -76,9 +76,7 @@ def _pull(args):
         print(json.dumps(report.as_dict(), indent=2))
     else:
         for row in report.success + report.failure:
-            name = row["image"]
-            if "@" not in name and ":" not in name.rsplit("/", 1)[-1]:
-                name += ":" + row["tag"]
+            name = row_reference(row)
             print("%-10s %s  %s  attempts=%d %s" % (row["status"], name, row["cost"], row["retried"], row["errmsg"]))
     return EXIT_OK if report.ok else EXIT_FAILED
 

@@ -109,6 +109,15 @@ def rfc3339_now():
     return datetime.datetime.now().astimezone().isoformat()
 
 
+def row_reference(row):
+    """``image:tag`` of a result row, as a person would write it."""
+    name = row["image"]
+    if "@" in name or ":" in name.rsplit("/", 1)[-1]:
+        return name
+    sep = "@" if row["tag"].startswith("sha256:") else ":"
+    return name + sep + row["tag"]
+
+
 def _row(spec, outcome, cost):
     return {
         "image": spec.image,

@@ -1,0 +1,356 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) puller developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: prefetch
+short_description: Pull many container images onto a Docker host at once, with retries
+version_added: 0.1.0
+description:
+  - Pulls a list of images into the host's Docker daemon concurrently, retrying transient registry errors
+    (5xx, rate limits, resets, timeouts) with exponential backoff and failing fast on permanent ones
+    (unauthorized, not found, invalid reference).
+  - B(Direct mode) (no O(api_url)) drives the daemon at O(docker_host) through puller's engine, with threads.
+    The managed host needs only the C(docker) Python library.
+  - B(API mode) (O(api_url) set) posts the same request to a running C(puller serve).
+  - Duplicate entries are pulled once; every entry still gets its own result row.
+author:
+  - puller developers
+requirements:
+  - "docker >= 7.1 (Python library), in direct mode only"
+extends_documentation_fragment: []
+attributes:
+  check_mode:
+    support: partial
+    details:
+      - Nothing is pulled. With O(pull=missing) the module reports exactly which images would be pulled.
+      - With O(pull=always), images already present may still be updated by a real run; check mode
+        cannot know that without pulling, so it reports changes only for images that are absent.
+  diff_mode:
+    support: full
+    details:
+      - The diff shows the local image ID of every requested image before and after.
+options:
+  images:
+    description:
+      - The images to pull. Each item is either a reference string (V(busybox), V(reg:5000/a/b:t),
+        V(repo@sha256:...)) or a dictionary with the API's keys C(image), C(tag), C(project) and C(auth_config).
+      - An item's C(auth_config) takes the same keys as O(auth_config) and is never logged.
+    type: list
+    elements: raw
+    required: true
+  auth_config:
+    description:
+      - Registry credentials for every item that has no C(auth_config) of its own.
+    type: dict
+    suboptions:
+      username:
+        description: Registry user name.
+        type: str
+      password:
+        description: Registry password.
+        type: str
+      auth:
+        description: Base64 of C(username:password), as in C(~/.docker/config.json).
+        type: str
+      email:
+        description: E-mail address, for registries that still want one.
+        type: str
+      serveraddress:
+        description: Registry address the credentials belong to.
+        type: str
+      identitytoken:
+        description: Identity token (OAuth refresh token) for the registry.
+        type: str
+      registrytoken:
+        description: Bearer token for the registry.
+        type: str
+  concurrency:
+    description: How many images are pulled at once.
+    type: int
+    default: 10
+  retry:
+    description: Attempts per image (1 means no retry). Permanent errors are never retried.
+    type: int
+    default: 3
+  timeout:
+    description:
+      - Deadline per image, covering all its attempts, as a Go duration (V(30m), V(90s)) or seconds.
+    type: str
+    default: 30m
+  pull:
+    description:
+      - V(always) asks the registry for every image, so present images are updated (like C(docker pull)).
+      - V(missing) pulls only images that are not present on the host.
+    type: str
+    choices: [always, missing]
+    default: always
+  ignore_failures:
+    description: Do not fail the task when some images fail; they are still listed in RV(failure).
+    type: bool
+    default: false
+  docker_host:
+    description:
+      - The Docker daemon, in direct mode. A socket path or a C(unix://) / C(tcp://) URL.
+      - Falls back to the E(DOCKER_HOST) environment variable.
+    type: str
+    default: unix:///var/run/docker.sock
+  api_url:
+    description:
+      - Base URL of a running C(puller serve), for example V(http://127.0.0.1:9006). Selects API mode.
+    type: str
+  api_token:
+    description: Bearer token of that server.
+    type: str
+  validate_certs:
+    description: Verify the server's TLS certificate in API mode.
+    type: bool
+    default: true
+notes:
+  - Put shared options (O(api_url), O(api_token), O(auth_config)) in C(module_defaults) with the
+    C(group/bbklab.puller.puller) action group.
+seealso:
+  - name: puller API
+    description: The request and result schema shared with the module.
+    link: https://github.com/bbklab/puller
+"""
+
+EXAMPLES = r"""
+- name: Prefetch the release's images on every host
+  bbklab.puller.prefetch:
+    images:
+      - busybox:1.36
+      - registry.example.com:5000/team/app:2.4.1
+      - image: registry.example.com:5000/team/private
+        tag: "2.4.1"
+        project: billing
+        auth_config:
+          username: deploy
+          password: "{{ vault_registry_password }}"
+    concurrency: 10
+    retry: 3
+
+- name: Only what is missing, through a puller server, with shared defaults
+  module_defaults:
+    group/bbklab.puller.puller:
+      api_url: http://127.0.0.1:9006
+      api_token: "{{ vault_puller_token }}"
+  bbklab.puller.prefetch:
+    images: "{{ release_images }}"
+    pull: missing
+
+- name: Pin by digest and keep going when one image fails
+  bbklab.puller.prefetch:
+    images:
+      - registry.example.com/team/app@sha256:8c3f0c3e0a2a31f6a5ce55c4f41c0a3d8e7e1e3c3a3f0c3e0a2a31f6a5ce55c4
+    ignore_failures: true
+  register: prefetch
+
+- name: Show what failed
+  ansible.builtin.debug:
+    var: prefetch.failure
+"""
+
+RETURN = r"""
+success:
+  description: One row per requested image that is now present, in request order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    image:
+      description: The image as requested.
+      type: str
+      sample: busybox
+    tag:
+      description: The tag (or digest) as requested or defaulted.
+      type: str
+      sample: latest
+    project:
+      description: Echoed from the request.
+      type: str
+      sample: billing
+    cost:
+      description: Time taken, as a Go duration string.
+      type: str
+      sample: 1.204s
+    retried:
+      description: Attempts made (0 when nothing was pulled).
+      type: int
+      sample: 1
+    errmsg:
+      description: Why the image failed; empty on success. Never contains credentials.
+      type: str
+      sample: ""
+    digest:
+      description: Manifest digest.
+      type: str
+      sample: sha256:6e5e5edf47af24ef7fa020299c63b5d645d81e1cfbddef12fb7f2d74b1cfe958
+    id:
+      description: Local image ID after the pull.
+      type: str
+      sample: sha256:5d6514a34bb9fcd11df14310a90e2b4d08eda246bfad577bccf93030a608fe20
+    previous_id:
+      description: Local image ID before the pull; empty when it was absent.
+      type: str
+      sample: ""
+    status:
+      description: V(pulled), V(up_to_date), V(present), V(would_pull) (check mode) or V(failed).
+      type: str
+      sample: pulled
+failure:
+  description: One row per image that failed, same keys as RV(success).
+  returned: always
+  type: list
+  elements: dict
+pulled:
+  description: References whose local image changed (or, in check mode, would be pulled).
+  returned: always
+  type: list
+  elements: str
+  sample: [busybox:latest]
+up_to_date:
+  description: References that were already current.
+  returned: always
+  type: list
+  elements: str
+  sample: [registry.example.com:5000/team/app:2.4.1]
+diff:
+  description: Local image IDs before and after, by reference.
+  returned: always
+  type: dict
+  sample: {"before": {"busybox:latest": null}, "after": {"busybox:latest": "sha256:5d65..."}}
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from ansible_collections.bbklab.puller.plugins.module_utils._clients import ApiClient, EngineClient
+from ansible_collections.bbklab.puller.plugins.module_utils._daemon import DOCKER_IMPORT_ERROR, HAS_DOCKER
+from ansible_collections.bbklab.puller.plugins.module_utils._engine import row_reference
+from ansible_collections.bbklab.puller.plugins.module_utils._errors import InvalidRequest, PullerError
+from ansible_collections.bbklab.puller.plugins.module_utils._godur import parse_duration
+from ansible_collections.bbklab.puller.plugins.module_utils._redact import secrets_of
+from ansible_collections.bbklab.puller.plugins.module_utils._request import parse_pull_request
+
+CHANGED = ("pulled", "would_pull")
+
+
+class ImagePrefetcher:
+    """Builds the ``/pull`` request from the module's options, runs it, shapes the result."""
+
+    def __init__(self, module, client):
+        self.module = module
+        self.client = client
+        self.params = module.params
+        self.check_mode = module.check_mode
+
+    def request_body(self):
+        """The API body, with the module-level auth_config applied to every item lacking one."""
+        default_auth = {k: v for k, v in (self.params["auth_config"] or {}).items() if v is not None}
+        images = []
+        for item in self.params["images"]:
+            if isinstance(item, dict):
+                item = dict(item)
+                if not item.get("auth_config") and default_auth:
+                    item["auth_config"] = default_auth
+            elif default_auth:
+                item = {"image": item, "auth_config": default_auth}
+            images.append(item)
+        return {"images": images, "concurrency": self.params["concurrency"], "retry": self.params["retry"],
+                "pull": self.params["pull"], "dry_run": self.check_mode, "timeout": self.params["timeout"]}
+
+    def run(self):
+        body = self.request_body()
+        parse_pull_request(body)  # fail before any pull, naming the option
+        report = self.client.pull(body)
+        rows = report["success"] + report["failure"]
+        refs = [row_reference(row) for row in rows]
+        result = {
+            "changed": any(row["status"] in CHANGED for row in rows),
+            "success": report["success"],
+            "failure": report["failure"],
+            "pulled": _unique(ref for ref, row in zip(refs, rows) if row["status"] in CHANGED),
+            "up_to_date": _unique(ref for ref, row in zip(refs, rows) if row["status"] in ("up_to_date", "present")),
+            "diff": {"before": dict((ref, row["previous_id"] or None) for ref, row in zip(refs, rows)),
+                     "after": dict((ref, row["id"] or None) for ref, row in zip(refs, rows))},
+        }
+        if report["failure"] and not self.params["ignore_failures"]:
+            failed = ["%s (%s)" % (row_reference(row), row["errmsg"]) for row in report["failure"]]
+            self.module.fail_json(msg="failed to pull %d image(s): %s" % (len(failed), "; ".join(failed)), **result)
+        return result
+
+
+def _unique(items):
+    seen = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+def _hide_item_credentials(module):
+    """Per-item auth_config sits inside a raw list, out of reach of no_log: mask it by value."""
+    for item in module.params["images"] or []:
+        if isinstance(item, dict) and isinstance(item.get("auth_config"), dict):
+            for secret in secrets_of(item["auth_config"]):
+                module.no_log_values.add(secret)
+
+
+def main():
+    auth_spec = dict(
+        username=dict(type="str"),
+        password=dict(type="str", no_log=True),
+        auth=dict(type="str", no_log=True),
+        email=dict(type="str"),
+        serveraddress=dict(type="str"),
+        identitytoken=dict(type="str", no_log=True),
+        registrytoken=dict(type="str", no_log=True),
+    )
+    module = AnsibleModule(
+        argument_spec=dict(
+            images=dict(type="list", elements="raw", required=True),
+            auth_config=dict(type="dict", options=auth_spec),
+            concurrency=dict(type="int", default=10),
+            retry=dict(type="int", default=3),
+            timeout=dict(type="str", default="30m"),
+            pull=dict(type="str", choices=["always", "missing"], default="always"),
+            ignore_failures=dict(type="bool", default=False),
+            docker_host=dict(type="str", default="unix:///var/run/docker.sock", fallback=(env_fallback, ["DOCKER_HOST"])),
+            api_url=dict(type="str"),
+            api_token=dict(type="str", no_log=True),
+            validate_certs=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    _hide_item_credentials(module)
+    params = module.params
+    try:
+        deadline = parse_duration(params["timeout"])
+    except ValueError as exc:
+        module.fail_json(msg="timeout: %s" % exc)
+    if params["api_url"]:
+        count = max(1, len(params["images"]))
+        waves = -(-count // max(1, params["concurrency"]))
+        client = ApiClient(module, params["api_url"], params["api_token"], timeout=deadline * waves + 60)
+    else:
+        if not HAS_DOCKER:
+            module.fail_json(msg=missing_required_lib("docker"), exception=str(DOCKER_IMPORT_ERROR))
+        client = EngineClient(params["docker_host"], deadline, max(1, params["concurrency"]))
+    try:
+        module.exit_json(**ImagePrefetcher(module, client).run())
+    except InvalidRequest as exc:
+        module.fail_json(msg="%s: %s" % (exc.field or "images", exc.message))
+    except PullerError as exc:
+        module.fail_json(msg=str(exc), exception=traceback.format_exc())
+
+
+if __name__ == "__main__":
+    main()
