@@ -5,6 +5,7 @@
 #   scripts/testenv.sh up   [DIR]   start everything, write DIR/env.sh
 #   scripts/testenv.sh down [DIR]   stop everything, remove DIR
 #   scripts/testenv.sh dockerd-stop|dockerd-start [DIR]   take the daemon away, bring it back
+#   scripts/testenv.sh hosts DIR N   N more daemons (simulated managed hosts); prints sockets
 #   scripts/testenv.sh fixtures DIR NAME COUNT LAYERS KIB [SHARED_KIB]   build another image set
 #
 # DIR defaults to $PULLER_TESTENV or /tmp/puller-testenv. Nothing here touches
@@ -68,12 +69,23 @@ start_registry() { # start_registry NAME PORT [htpasswd-file]
   wait_for 20 "registry $name" curl -s -o /dev/null "http://127.0.0.1:$port/v2/"
 }
 
-start_dockerd() {
-  mkdir -p "$dir/docker"
-  setsid dockerd --data-root "$dir/docker/data" --exec-root "$dir/docker/exec" \
-    -H "unix://$dir/docker/docker.sock" --pidfile "$dir/docker/docker.pid" \
-    --iptables=false --bridge=none --log-level=warn >>"$dir/docker/log" 2>&1 &
-  wait_for 60 dockerd docker -H "unix://$dir/docker/docker.sock" version
+start_dockerd() { # start_dockerd [SUBDIR]: a daemon with everything under $dir/SUBDIR
+  local d=$dir/${1:-docker}
+  mkdir -p "$d"
+  setsid dockerd --data-root "$d/data" --exec-root "$d/exec" \
+    -H "unix://$d/docker.sock" --pidfile "$d/docker.pid" \
+    --iptables=false --bridge=none --log-level=warn >>"$d/log" 2>&1 &
+  wait_for 60 "dockerd in $d" docker -H "unix://$d/docker.sock" version
+}
+
+start_hosts() { # start_hosts N: N more daemons, one per simulated managed host
+  local k
+  for k in $(seq 1 "$1"); do
+    [ -S "$dir/host$k/docker.sock" ] && continue
+    start_dockerd "host$k" &
+  done
+  wait
+  for k in $(seq 1 "$1"); do echo "$dir/host$k/docker.sock"; done
 }
 
 build_set() { # build_set NAME COUNT LAYERS LAYER_KIB [SHARED_BASE_KIB]
@@ -160,9 +172,10 @@ down() {
   [ -d "$dir" ] || return 0
   kill_pidfile "$dir/registry-open/pid"
   kill_pidfile "$dir/registry-auth/pid"
-  kill_pidfile "$dir/docker/docker.pid"
+  local pidfile
+  for pidfile in "$dir"/*/docker.pid; do kill_pidfile "$pidfile"; done
   # dockerd leaves its own containerd behind when it is killed hard.
-  pkill -f "containerd --config $dir/docker/exec" 2>/dev/null || true
+  pkill -f "containerd --config $dir/" 2>/dev/null || true
   if mountpoint -q "$dir/docker/data/overlay2" 2>/dev/null; then umount -l "$dir/docker/data/overlay2" || true; fi
   grep " $dir/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   rm -rf "$dir"
@@ -174,6 +187,8 @@ case "$cmd" in
   # Used by the tests that take the daemon away and bring it back.
   dockerd-stop) kill_pidfile "$dir/docker/docker.pid" ;;
   dockerd-start) start_dockerd ;;
+  # Ansible tests: more daemons, one per simulated host; prints their sockets.
+  hosts) start_hosts "${3:-3}" ;;
   # Benchmarks: another set of images, e.g. `fixtures DIR many-small 60 2 256`.
   fixtures)
     # shellcheck disable=SC1091
