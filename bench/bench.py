@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Time puller against what a platform team would script instead; print a table.
 
     .venv/bin/python bench/bench.py                       # all presets, 3 runs each
@@ -42,7 +41,7 @@ def read_env(path):
     env = {}
     for line in Path(path).read_text().splitlines():
         if line.startswith("export "):
-            key, _, value = line[len("export "):].partition("=")
+            key, _sep, value = line[len("export "):].partition("=")
             env[key] = shlex.split(value)[0]
     return env
 
@@ -78,7 +77,7 @@ class Bench:
         self.server = subprocess.Popen(
             [sys.executable, "-m", "puller", "serve", "--listen", "127.0.0.1:%d" % port,
              "--docker-socket", self.socket, "--log-level", "WARNING"])
-        for _ in range(100):
+        for _attempt in range(100):
             try:
                 requests.get(self.server_url + "/ping", timeout=1)
                 return

@@ -19,8 +19,8 @@ class ProgressPrinter:
                 self._layers[(event.reference, event.detail["layer"])] = event.detail["current"]
                 self._bar.set_postfix_str("%.1f MiB" % (sum(self._layers.values()) / 2 ** 20), refresh=False)
             elif event.kind == "retry":
-                self._bar.write("retrying %s in %.1fs: %s" % (event.reference, event.detail["delay"],
-                                                               event.detail["error"]))
+                detail = event.detail
+                self._bar.write("retrying %s in %.1fs: %s" % (event.reference, detail["delay"], detail["error"]))
             elif event.kind == "done":
                 self._bar.update(1)
 

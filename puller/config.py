@@ -82,8 +82,9 @@ def parse_listen(value: str) -> Tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
-def from_sources(flags: dict, environ=os.environ) -> ServerConfig:
+def from_sources(flags: dict, environ=None) -> ServerConfig:
     """Build the config from parsed flags (None = not given) and the environment."""
+    environ = os.environ if environ is None else environ
     values = {}
     for dest, env, parse in ENVIRONMENT:
         raw = flags.get(dest)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install everything and run every test against a throwaway dockerd and
-# registries. This is what .ci/run runs. Extra arguments go to pytest.
+# Install everything and run every test: unit and integration tests (pytest,
+# against a throwaway dockerd, registries and three simulated Ansible hosts),
+# then ansible-test sanity on the collection. This is what .ci/run runs.
+# Extra arguments go to pytest.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -12,4 +14,12 @@ trap cleanup EXIT
 rmdir "$PULLER_TESTENV" 2>/dev/null || true
 bash scripts/testenv.sh up "$PULLER_TESTENV" >/dev/null
 
-"$python" -m pytest -p no:cacheprovider "$@"
+status=0
+"$python" -m pytest -p no:cacheprovider "$@" || status=$?
+echo "== ansible-test sanity"
+PYTHON=$python bash scripts/sanity.sh >"$PULLER_TESTENV/sanity.log" 2>&1 || {
+  status=1
+  grep -E '^(ERROR|FATAL)' "$PULLER_TESTENV/sanity.log" || tail -40 "$PULLER_TESTENV/sanity.log"
+}
+grep -E 'sanity test|Running sanity test' "$PULLER_TESTENV/sanity.log" | tail -1 || true
+exit $status

@@ -14,7 +14,6 @@ set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-${PULLER_TESTENV:-/tmp/puller-testenv}}
-here=$(cd "$(dirname "$0")" && pwd)
 
 # How many distinct fixture images to build (benchmarks want more).
 FIXTURE_COUNT=${FIXTURE_COUNT:-24}

@@ -15,16 +15,14 @@ import socket
 import threading
 
 try:
-    import docker
     from docker import APIClient
-    from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-    from requests.exceptions import Timeout as RequestTimeout
+    from docker.errors import APIError, DockerException, NotFound  # pylint: disable=unused-import
+    from requests.exceptions import Timeout as RequestTimeout  # pylint: disable=unused-import
     HAS_DOCKER = True
     DOCKER_IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - exercised on hosts without docker
     HAS_DOCKER = False
     DOCKER_IMPORT_ERROR = exc
-    docker = None
     APIClient = object
 
     class DockerException(Exception):
@@ -34,9 +32,6 @@ except ImportError as exc:  # pragma: no cover - exercised on hosts without dock
         pass
 
     class NotFound(APIError):
-        pass
-
-    class ImageNotFound(NotFound):
         pass
 
     class RequestTimeout(Exception):

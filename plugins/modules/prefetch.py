@@ -21,18 +21,20 @@ description:
   - B(API mode) (O(api_url) set) posts the same request to a running C(puller serve).
   - Duplicate entries are pulled once; every entry still gets its own result row.
 author:
-  - puller developers
+  - puller developers (@bbklab)
 requirements:
   - "docker >= 7.1 (Python library), in direct mode only"
 extends_documentation_fragment: []
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying the target.
     support: partial
     details:
       - Nothing is pulled. With O(pull=missing) the module reports exactly which images would be pulled.
       - With O(pull=always), images already present may still be updated by a real run; check mode
         cannot know that without pulling, so it reports changes only for images that are absent.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
       - The diff shows the local image ID of every requested image before and after.

@@ -30,7 +30,7 @@ def _read_env(path):
     env = {}
     for line in Path(path).read_text().splitlines():
         if line.startswith("export "):
-            key, _, value = line[len("export "):].partition("=")
+            key, _sep, value = line[len("export "):].partition("=")
             env[key] = shlex.split(value)[0] if value else ""
     return env
 

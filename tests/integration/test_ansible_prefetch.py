@@ -63,7 +63,7 @@ class Fleet:
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(self.collections), ANSIBLE_NOCOLOR="1",
                    ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_LOCALHOST_WARNING="False")
         proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(self.inventory), str(PLAYBOOK), "-e", "@" + str(vars_file)]
-                              + list(args), env=env, capture_output=True, text=True, timeout=600)
+                              + list(args), env=env, capture_output=True, text=True, timeout=600, check=False)
         return proc
 
     def results(self, proc):

@@ -30,7 +30,7 @@ BAD_BODIES = [
 ]
 
 
-@pytest.mark.parametrize("body,field", BAD_BODIES, ids=[f for _, f in BAD_BODIES])
+@pytest.mark.parametrize("body,field", BAD_BODIES, ids=[f for _body, f in BAD_BODIES])
 def test_bad_body_is_400_naming_the_field(server, body, field):
     if isinstance(body, bytes):
         resp = requests.post(server.url + "/pull", data=body, headers={"Content-Type": "application/json"})

@@ -107,7 +107,7 @@ def test_duplicates_and_concurrent_requests_share_one_pull(clean, server, proxy)
     body = {"concurrency": 4, "images": [
         {"image": image, "tag": "latest", "project": p} for p in ("a", "b", "c")]}
     results = []
-    threads = [threading.Thread(target=lambda: results.append(server.pull(body))) for _ in range(2)]
+    threads = [threading.Thread(target=lambda: results.append(server.pull(body))) for _i in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -141,7 +141,7 @@ def test_pull_missing_skips_present_images_without_asking_the_registry(clean, se
     assert [r["status"] for r in rows] == ["present", "pulled"]
     assert rows[0]["retried"] == 0 and rows[0]["id"] == first["id"] == rows[0]["previous_id"]
     assert rows[1]["previous_id"] == "" and rows[1]["id"]
-    assert all(absent.split("/", 1)[1] in path for _, path in proxy.manifest_requests)
+    assert all(absent.split("/", 1)[1] in path for _method, path in proxy.manifest_requests)
 
 
 def test_dry_run_pulls_nothing(clean, server, proxy):

@@ -76,8 +76,8 @@ def test_pull_tag_prefers_digest():
 # Docker's grammar, restated independently from the spec in distribution's
 # reference.go, to check the parser against generated names.
 _component = st.from_regex(re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+){0,2}"), fullmatch=True)
-_domain = st.one_of(st.just(""), st.from_regex(re.compile(r"[a-z][a-z0-9-]{0,8}[a-z0-9](\.[a-z]{2,5}){0,2}(:[0-9]{1,5})?"),
-                                                fullmatch=True))
+_DOMAIN_RE = re.compile(r"[a-z][a-z0-9-]{0,8}[a-z0-9](\.[a-z]{2,5}){0,2}(:[0-9]{1,5})?")
+_domain = st.one_of(st.just(""), st.from_regex(_DOMAIN_RE, fullmatch=True))
 _tag = st.from_regex(re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}"), fullmatch=True)
 
 

@@ -16,7 +16,7 @@ def test_concurrent_callers_share_one_call():
         time.sleep(0.2)
         return "done"
 
-    threads = [threading.Thread(target=lambda: results.append(flights.do("k", work))) for _ in range(5)]
+    threads = [threading.Thread(target=lambda: results.append(flights.do("k", work))) for _i in range(5)]
     threads[0].start()
     started.wait()
     for t in threads[1:]:
@@ -29,8 +29,12 @@ def test_concurrent_callers_share_one_call():
     assert flights.snapshot() == []
 
 
+def _raise(exc):
+    raise exc
+
+
 def test_errors_reach_every_waiter_and_the_key_is_freed():
     flights = SingleFlight()
     with pytest.raises(RuntimeError):
-        flights.do("k", lambda: (_ for _ in ()).throw(RuntimeError("boom")))
+        flights.do("k", lambda: _raise(RuntimeError("boom")))
     assert flights.do("k", lambda: 2) == 2
