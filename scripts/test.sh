@@ -21,5 +21,5 @@ PYTHON=$python bash scripts/sanity.sh >"$PULLER_TESTENV/sanity.log" 2>&1 || {
   status=1
   grep -E '^(ERROR|FATAL)' "$PULLER_TESTENV/sanity.log" || tail -40 "$PULLER_TESTENV/sanity.log"
 }
-grep -E 'sanity test|Running sanity test' "$PULLER_TESTENV/sanity.log" | tail -1 || true
+[ $status -ne 0 ] || echo "ansible-test sanity: $(grep -c '^Running sanity test' "$PULLER_TESTENV/sanity.log") tests passed"
 exit $status
