@@ -8,6 +8,7 @@ cd "$root"
 python=$(bash scripts/bootstrap.sh)
 env_dir=$(mktemp -d /tmp/puller-demo-XXXXXX) && rmdir "$env_dir"
 server_pid=
+# shellcheck disable=SC2317  # called by the trap
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
   bash scripts/testenv.sh down "$env_dir"

@@ -9,6 +9,7 @@ cd "$root"
 python=$(bash scripts/bootstrap.sh)
 
 export PULLER_TESTENV=${PULLER_TESTENV_DIR:-$(mktemp -d /tmp/puller-ci-XXXXXX)}
+# shellcheck disable=SC2317  # called by the trap
 cleanup() { bash scripts/testenv.sh down "$PULLER_TESTENV"; }
 trap cleanup EXIT
 rmdir "$PULLER_TESTENV" 2>/dev/null || true
