@@ -96,12 +96,17 @@ def test_duplicates_and_concurrent_requests_share_one_pull(clean, server, proxy)
     from faultproxy import Rules
 
     image = clean.image(6, registry=proxy.address)
-    # Baseline: what one plain daemon pull asks the registry for.
+    # Baseline: what one plain daemon pull asks the registry for. dockerd 20.10
+    # makes two or three manifest requests per pull (HEAD by tag, GET by
+    # digest, sometimes GET by tag), so take the most of three plain pulls.
     client = clean.client()
-    client.pull(image, tag="latest")
-    baseline = len(proxy.manifest_requests)
+    baseline = 0
+    for _i in range(3):
+        proxy.reset_stats()
+        client.pull(image, tag="latest")
+        baseline = max(baseline, len(proxy.manifest_requests))
+        clean.remove_all_images()
     assert baseline >= 1
-    clean.remove_all_images()
     # Hold manifests long enough for the requests below to overlap.
     proxy.reset_stats(Rules(delay=0.5))
     body = {"concurrency": 4, "images": [
@@ -115,7 +120,8 @@ def test_duplicates_and_concurrent_requests_share_one_pull(clean, server, proxy)
     assert [r.status_code for r in results] == [200, 200]
     for r in results:
         assert [row["project"] for row in r.json()["success"]] == ["a", "b", "c"]
-    assert len(proxy.manifest_requests) <= baseline, proxy.manifest_requests
+    assert len(proxy.manifest_requests) <= baseline, (proxy.manifest_requests, server.log())
+    assert server.log().count("attempt 1/") == 1, "the daemon was asked to pull more than once"
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
