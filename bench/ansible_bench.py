@@ -23,7 +23,7 @@ from pathlib import Path
 
 import docker
 
-from bench import PRESETS, ROOT, TESTENV, Bench, read_env
+from bench import PRESETS, ROOT, TESTENV, Bench
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
 METHODS = ["prefetch direct", "prefetch API", "community.docker loop", "xargs -P docker pull"]
