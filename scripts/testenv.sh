@@ -6,6 +6,7 @@
 #   scripts/testenv.sh down [DIR]   stop everything, remove DIR
 #   scripts/testenv.sh dockerd-stop|dockerd-start [DIR]   take the daemon away, bring it back
 #   scripts/testenv.sh hosts DIR N   N more daemons (simulated managed hosts); prints sockets
+#   scripts/testenv.sh isolated DIR  a daemon whose registry traffic goes nowhere; prints socket
 #   scripts/testenv.sh fixtures DIR NAME COUNT LAYERS KIB [SHARED_KIB]   build another image set
 #
 # DIR defaults to $PULLER_TESTENV or /tmp/puller-testenv. Nothing here touches
@@ -75,6 +76,15 @@ start_dockerd() { # start_dockerd [SUBDIR]: a daemon with everything under $dir/
     -H "unix://$d/docker.sock" --pidfile "$d/docker.pid" \
     --iptables=false --bridge=none --log-level=warn >>"$d/log" 2>&1 &
   wait_for 60 "dockerd in $d" docker -H "unix://$d/docker.sock" version
+}
+
+start_isolated() {
+  # A daemon whose registry traffic all goes to a dead proxy on loopback:
+  # for tests that send it arbitrary generated references, none of which may
+  # reach a real address. (Go never proxies localhost, which stays local.)
+  [ -S "$dir/isolated/docker.sock" ] && { echo "$dir/isolated/docker.sock"; return; }
+  HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY='' start_dockerd isolated
+  echo "$dir/isolated/docker.sock"
 }
 
 start_hosts() { # start_hosts N: N more daemons, one per simulated managed host
@@ -188,6 +198,7 @@ case "$cmd" in
   dockerd-start) start_dockerd ;;
   # Ansible tests: more daemons, one per simulated host; prints their sockets.
   hosts) start_hosts "${3:-3}" ;;
+  isolated) start_isolated ;;
   # Benchmarks: another set of images, e.g. `fixtures DIR many-small 60 2 256`.
   fixtures)
     # shellcheck disable=SC1091

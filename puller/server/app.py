@@ -17,6 +17,7 @@ import puller
 from puller.core._engine import run_in_threads
 from puller.core._errors import DaemonUnavailable, InvalidRequest
 from puller.core._request import parse_pull_request
+from puller.server.openapi import openapi_document
 
 log = logging.getLogger("puller.server")
 
@@ -63,6 +64,7 @@ class Api:
         self.app.route("/ping", "GET", self.ping)
         self.app.route("/debug/dump", "GET", self._authorized(self.dump))
         self.app.route("/pull", "POST", self._authorized(self.pull))
+        self.app.route("/openapi.json", "GET", self._authorized(self.openapi))
 
     # -- plumbing -----------------------------------------------------------
     @staticmethod
@@ -117,6 +119,9 @@ class Api:
             "version": version_info(),
             "in_flight": self.engine.in_flight(),
         })
+
+    def openapi(self):
+        return _json(200, openapi_document(puller.__version__))
 
     def pull(self):
         body = self._read_json()

@@ -78,18 +78,53 @@ class TestGround:
                        stdout=subprocess.DEVNULL)
 
 
+class LeakGuard:
+    """Every secret any test uses, and everything the servers said.
+
+    At the end of the session, no server log, recorded response body or final
+    ``/debug/dump`` may contain any of the secrets.
+    """
+
+    def __init__(self):
+        self.secrets = set()
+        self.servers = []
+
+    def check(self):
+        leaks = []
+        for server in self.servers:
+            texts = [("log", server.log())] + [("response", body) for body in server.bodies]
+            for where, text in texts:
+                leaks += ["%s of %s: %s..." % (where, server.url, s[:4]) for s in self.secrets if s in text]
+        return leaks
+
+
+LEAKS = LeakGuard()
+
+
 @pytest.fixture(scope="session")
 def ground():
     given = os.environ.get("PULLER_TESTENV")
     if given and Path(given, "env.sh").exists():
-        yield TestGround(_read_env(Path(given, "env.sh")))
-        return
-    tmp = tempfile.mkdtemp(prefix="puller-testenv-")
-    subprocess.run(["bash", str(TESTENV), "up", tmp], check=True, stdout=subprocess.DEVNULL)
+        env_dir, own = given, False
+    else:
+        env_dir, own = tempfile.mkdtemp(prefix="puller-testenv-"), True
+        os.rmdir(env_dir)
+        subprocess.run(["bash", str(TESTENV), "up", env_dir], check=True, stdout=subprocess.DEVNULL)
+    ground = TestGround(_read_env(Path(env_dir, "env.sh")))
+    LEAKS.secrets.add(ground.password)
     try:
-        yield TestGround(_read_env(Path(tmp, "env.sh")))
+        yield ground
     finally:
-        subprocess.run(["bash", str(TESTENV), "down", tmp], check=False)
+        if own:
+            subprocess.run(["bash", str(TESTENV), "down", env_dir], check=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_leaks():
+    """Fails the session's last teardown if any server ever showed a secret."""
+    yield LEAKS
+    leaks = LEAKS.check()
+    assert not leaks, "secrets leaked: %s" % leaks
 
 
 @pytest.fixture
@@ -121,6 +156,9 @@ class ServerProcess:
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self.log_path = tmp_path / ("server-%d.log" % self.port)
+        self.bodies = []
+        self.token = (env or {}).get("PULLER_TOKEN")
+        LEAKS.servers.append(self)
         full_env = dict(os.environ)
         full_env.update(env or {})
         cmd = [sys.executable, "-m", "puller", "serve", "--listen", "%s:%d" % (listen_host, self.port),
@@ -143,10 +181,23 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     def pull(self, body, **kwargs):
-        return requests.post(self.url + "/pull", json=body, timeout=kwargs.pop("timeout", 120), **kwargs)
+        resp = requests.post(self.url + "/pull", json=body, timeout=kwargs.pop("timeout", 120), **kwargs)
+        self.bodies.append(resp.text)
+        return resp
+
+    def rss_kib(self):
+        for line in Path("/proc/%d/status" % self.proc.pid).read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return -1
 
     def stop(self, sig=signal.SIGTERM, timeout=40):
         if self.proc.poll() is None:
+            try:  # the last word of /debug/dump goes through the leak check too
+                headers = {"Authorization": "Bearer " + self.token} if self.token else {}
+                self.bodies.append(requests.get(self.url + "/debug/dump", headers=headers, timeout=5).text)
+            except requests.RequestException:
+                pass
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)

@@ -7,6 +7,7 @@ flight at once.
 """
 
 import http.client
+import random
 import re
 import socket
 import struct
@@ -22,7 +23,7 @@ class Rules:
     """What to do to requests whose path matches ``pattern``."""
 
     def __init__(self, pattern=MANIFEST_PATH, fail_first=0, fail_status=503, reset_first=0,
-                 delay=0.0, fail_every=0, stall=0.0):
+                 delay=0.0, fail_every=0, stall=0.0, fail_ratio=0.0, seed=1):
         self.pattern = pattern
         self.fail_first = fail_first  # answer the first N matching requests with fail_status
         self.fail_status = fail_status
@@ -30,6 +31,8 @@ class Rules:
         self.fail_every = fail_every  # then fail every Nth matching request (alternating 503/reset)
         self.delay = delay  # seconds to hold each matching request before forwarding
         self.stall = stall  # seconds to hold a matching request and then reset it
+        self.fail_ratio = fail_ratio  # fail this share of matching requests at random (503 or reset)
+        self.rng = random.Random(seed)
 
 
 class FaultProxy:
@@ -86,6 +89,8 @@ class FaultProxy:
                 action = "reset"
             elif rules.fail_every and n % rules.fail_every == 0:
                 action = "fail" if (n // rules.fail_every) % 2 else "reset"
+            elif rules.fail_ratio and rules.rng.random() < rules.fail_ratio:
+                action = rules.rng.choice(("fail", "reset"))
             elif rules.stall:
                 action = "stall"
             else:
@@ -112,9 +117,7 @@ class FaultProxy:
                 time.sleep(self.rules.stall)
                 action = "reset"
             if action == "reset":
-                h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                h.close_connection = True
-                h.connection.close()
+                self._reset(h)
                 return
             if action == "fail":
                 payload = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
@@ -125,11 +128,25 @@ class FaultProxy:
                 if h.command != "HEAD":
                     h.wfile.write(payload)
                 return
-            self._forward(h, body)
+            try:
+                self._forward(h, body)
+            except (OSError, http.client.HTTPException):
+                # The registry went away mid-answer: the client must see the
+                # connection drop, as it would with no proxy in between.
+                self._reset(h)
         finally:
             if is_manifest:
                 with self.lock:
                     self.in_flight_manifests -= 1
+
+    @staticmethod
+    def _reset(h):
+        h.close_connection = True
+        try:
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            h.connection.close()
+        except OSError:
+            pass
 
     def _forward(self, h, body):
         upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
@@ -147,12 +164,17 @@ class FaultProxy:
             h.end_headers()
             if h.command == "HEAD":
                 return
+            expected = resp.getheader("Content-Length")
+            sent = 0
             while True:
                 data = resp.read(65536)
                 if not data:
                     break
+                sent += len(data)
                 h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
             if chunked:
                 h.wfile.write(b"0\r\n\r\n")
+            elif expected is not None and sent < int(expected):
+                raise http.client.IncompleteRead(b"", int(expected) - sent)
         finally:
             upstream.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from conftest import TESTENV
+from conftest import LEAKS, TESTENV
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -135,6 +135,7 @@ def test_check_mode_pulls_nothing(fleet, images, ground):
 
 def test_bad_credential_fails_naming_the_image_and_hiding_the_password(fleet, ground):
     wrong = "Not-The-Password-8731"
+    LEAKS.secrets.add(wrong)
     bad = {"image": ground.private_image(2), "auth_config": {"username": ground.user, "password": wrong}}
     proc = fleet.play({"images": [ground.image(4), bad]}, "-vvv", "--limit", "host1")
     out = proc.stdout + proc.stderr

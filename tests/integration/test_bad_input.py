@@ -3,6 +3,8 @@
 import pytest
 import requests
 
+from conftest import LEAKS
+
 BAD_BODIES = [
     # (raw body or JSON value, expected field)
     (b'{"images": [', "body"),
@@ -66,6 +68,7 @@ def test_wrong_method_and_unknown_path_are_json(server):
 
 def test_secret_in_bad_input_is_not_echoed(server):
     secret = "Very-Secret-Value-123"
+    LEAKS.secrets.add(secret)
     resp = server.pull({"images": [{"image": "busybox", "auth_config": {"password": secret, "bogus": secret}}]})
     assert resp.status_code == 400
     assert secret not in resp.text

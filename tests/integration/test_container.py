@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import free_port
+from conftest import LEAKS, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TAG = "bbklab/puller:test"
@@ -112,6 +112,7 @@ def test_server_role_is_idempotent_and_removable(ground, image, tmp_path):
     port = free_port()
     url = "http://127.0.0.1:%d" % port
     token = "Role-Token-5521"
+    LEAKS.secrets.add(token)
     first, out1 = _role(ground, tmp_path, image, port, token=token)
     second, out2 = _role(ground, tmp_path, image, port, token=token)
     print("role runs: changed=%d, then changed=%d" % (first, second))

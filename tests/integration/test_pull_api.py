@@ -5,6 +5,7 @@ import threading
 
 import pytest
 
+from conftest import LEAKS
 from puller.core._godur import parse_duration
 
 ROW_KEYS = {"image", "tag", "project", "cost", "retried", "errmsg", "digest", "id", "previous_id", "status"}
@@ -59,6 +60,7 @@ def test_pull_by_digest(clean, server):
 
 def test_wrong_password_fails_once_and_hides_the_password(clean, server):
     wrong = "Wr0ng-" + clean.password
+    LEAKS.secrets.add(wrong)
     resp = server.pull({"retry": 3, "images": [
         {"image": clean.private_image(1), "tag": "latest", "project": "p",
          "auth_config": {"username": clean.user, "password": wrong}}]})

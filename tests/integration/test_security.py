@@ -2,9 +2,12 @@
 
 import requests
 
+from conftest import LEAKS
+
 
 def test_token_required_everywhere_but_ping(ground, start_server, tmp_path):
     token = "T0ken-For-Tests-xyz"
+    LEAKS.secrets.add(token)
     token_file = tmp_path / "token"
     token_file.write_text(token + "\n")
     server = start_server("--token-file", str(token_file))
@@ -26,6 +29,7 @@ def test_token_required_everywhere_but_ping(ground, start_server, tmp_path):
 
 
 def test_token_from_environment(ground, start_server):
+    LEAKS.secrets.add("env-token-abc")
     server = start_server(env={"PULLER_TOKEN": "env-token-abc"})
     assert requests.get(server.url + "/debug/dump").status_code == 401
     assert requests.get(server.url + "/debug/dump", headers={"Authorization": "Bearer env-token-abc"}).ok
@@ -62,6 +66,7 @@ def test_in_flight_pull_shows_in_debug_dump(clean, server, proxy):
     from faultproxy import Rules
 
     proxy.reset_stats(Rules(delay=1.0))
+    LEAKS.secrets.add("Pw-In-Flight-42")
     image = clean.image(20, registry=proxy.address)
     t = threading.Thread(target=server.pull, args=({"images": [{"image": image, "auth_config": {
         "username": "u", "password": "Pw-In-Flight-42"}}]},))

@@ -1,0 +1,114 @@
+"""The API's OpenAPI 3 description, served at ``/openapi.json``."""
+
+from puller.core._reference import NAME_TOTAL_LENGTH_MAX
+from puller.core._request import AUTH_CONFIG_KEYS, MAX_ATTEMPTS, PULL_POLICIES
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string", "description": "What is wrong."},
+        "field": {"type": "string", "description": "Where, e.g. images[2].tag or body."},
+    },
+}
+_ROW = {
+    "type": "object",
+    "required": ["image", "tag", "project", "cost", "retried", "errmsg", "digest", "id", "previous_id", "status"],
+    "properties": {
+        "image": {"type": "string"},
+        "tag": {"type": "string"},
+        "project": {"type": "string"},
+        "cost": {"type": "string", "description": "Go duration string, e.g. 3.539696838s"},
+        "retried": {"type": "integer", "minimum": 0, "description": "Attempts made."},
+        "errmsg": {"type": "string"},
+        "digest": {"type": "string"},
+        "id": {"type": "string"},
+        "previous_id": {"type": "string"},
+        "status": {"type": "string", "enum": ["pulled", "up_to_date", "present", "would_pull", "failed"]},
+    },
+}
+_REPORT = {
+    "type": "object",
+    "required": ["success", "failure", "startAt", "cost"],
+    "properties": {
+        "success": {"type": "array", "items": {"$ref": "#/components/schemas/Row"}},
+        "failure": {"type": "array", "items": {"$ref": "#/components/schemas/Row"}},
+        "startAt": {"type": "string", "format": "date-time"},
+        "cost": {"type": "string"},
+    },
+}
+_IMAGE = {
+    "type": "object",
+    "required": ["image"],
+    "properties": {
+        "image": {"type": "string", "minLength": 1, "maxLength": NAME_TOTAL_LENGTH_MAX + 200,
+                  "description": "Reference; may carry a tag or digest."},
+        "tag": {"type": "string", "description": "Tag or digest; defaults to latest."},
+        "project": {"type": "string", "description": "Echoed in the result row."},
+        "auth_config": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {key: {"type": "string"} for key in AUTH_CONFIG_KEYS},
+        },
+    },
+}
+_PULL_REQUEST = {
+    "type": "object",
+    "required": ["images"],
+    "properties": {
+        "images": {"type": "array", "minItems": 1,
+                   "items": {"oneOf": [{"type": "string", "minLength": 1}, {"$ref": "#/components/schemas/Image"}]}},
+        "concurrency": {"type": "integer", "description": "<= 0 means 1."},
+        "retry": {"type": "integer", "description": "Attempts per image; <= 0 means 3; at most %d." % MAX_ATTEMPTS},
+        "pull": {"type": "string", "enum": list(PULL_POLICIES)},
+        "dry_run": {"type": "boolean"},
+        "timeout": {"oneOf": [{"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"},
+                              {"type": "number", "minimum": 0, "exclusiveMinimum": True}]},
+    },
+}
+
+
+def _json(schema_ref, description):
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/" + schema_ref}}}}
+
+
+def openapi_document(version):
+    errors = {
+        "400": _json("Error", "Bad input; field names the culprit."),
+        "401": _json("Error", "A token is configured and was not given."),
+        "413": _json("Error", "Body too large."),
+        "503": _json("Error", "The Docker daemon is unreachable."),
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "puller", "version": version,
+                 "description": "Make the host's Docker daemon pull many images concurrently, with retries."},
+        "paths": {
+            "/ping": {"get": {"operationId": "ping", "security": [],
+                              "responses": {"200": {"description": "Alive.",
+                                                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/debug/dump": {"get": {"operationId": "dump", "responses": {
+                "200": {"description": "Settings, open file descriptors, start time, version, pulls in flight.",
+                        "content": {"application/json": {"schema": {"type": "object"}}}},
+                "401": errors["401"]}}},
+            "/openapi.json": {"get": {"operationId": "openapi", "responses": {
+                "200": {"description": "This document.", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "401": errors["401"]}}},
+            "/pull": {"post": {
+                "operationId": "pull",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/PullRequest"}}}},
+                "responses": dict(errors, **{
+                    "200": _json("PullReport", "Every image succeeded."),
+                    "500": _json("PullReport", "At least one image failed; same body shape."),
+                }),
+            }},
+        },
+        "components": {
+            "schemas": {"Error": _ERROR, "Row": _ROW, "PullReport": _REPORT, "Image": _IMAGE,
+                        "PullRequest": _PULL_REQUEST},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}, {}],
+    }
