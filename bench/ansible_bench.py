@@ -23,7 +23,7 @@ from pathlib import Path
 
 import docker
 
-from bench import PRESETS, ROOT, TESTENV, Bench
+from bench import PRESETS, ROOT, TESTENV, Bench, test_ground
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
 METHODS = ["prefetch direct", "prefetch API", "community.docker loop", "xargs -P docker pull"]
@@ -115,6 +115,34 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def compare(bench, args, methods):
+    """Median times of every method, per host count, methods alternating within each round."""
+    name, count, layers, kib, shared, n = PRESETS[args.preset]
+    images = bench.ensure_set(name, count, layers, kib, shared)
+    results = []
+    for hosts in [int(h) for h in args.hosts.split(",")]:
+        fleet = Fleet(bench, hosts, Path(tempfile.mkdtemp(prefix="puller-fleet-")))
+        try:
+            times = {m: [] for m in methods}
+            for r in range(args.runs):
+                for method in methods[r % len(methods):] + methods[:r % len(methods)]:
+                    fleet.clean()
+                    t0 = time.perf_counter()
+                    fleet.run(method, images, n)
+                    times[method].append(time.perf_counter() - t0)
+                    print("  %d host(s) / %s run %d: %.2fs" % (hosts, method, r + 1, times[method][-1]),
+                          file=sys.stderr)
+        finally:
+            fleet.stop()
+        base = statistics.median(times["xargs -P docker pull"]) if "xargs -P docker pull" in times else None
+        for method in methods:
+            med = statistics.median(times[method])
+            results.append({"preset": args.preset, "images": count, "hosts": hosts, "method": method,
+                            "median_s": round(med, 2), "runs": [round(t, 2) for t in times[method]],
+                            "ratio_to_xargs": round(med / base, 2) if base else None})
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="many-small")
@@ -124,40 +152,8 @@ def main():
     parser.add_argument("--json")
     args = parser.parse_args()
     methods = args.methods.split(",")
-    own_env = None
-    env_dir = os.environ.get("PULLER_TESTENV")
-    if not env_dir or not Path(env_dir, "env.sh").exists():
-        own_env = env_dir = tempfile.mkdtemp(prefix="puller-bench-")
-        os.rmdir(env_dir)
-        subprocess.run(["bash", str(TESTENV), "up", env_dir], check=True, stdout=subprocess.DEVNULL)
-    bench = Bench(env_dir)
-    name, count, layers, kib, shared, n = PRESETS[args.preset]
-    results = []
-    try:
-        images = bench.ensure_set(name, count, layers, kib, shared)
-        for hosts in [int(h) for h in args.hosts.split(",")]:
-            fleet = Fleet(bench, hosts, Path(tempfile.mkdtemp(prefix="puller-fleet-")))
-            try:
-                times = {m: [] for m in methods}
-                for r in range(args.runs):
-                    for method in methods[r % len(methods):] + methods[:r % len(methods)]:
-                        fleet.clean()
-                        t0 = time.perf_counter()
-                        fleet.run(method, images, n)
-                        times[method].append(time.perf_counter() - t0)
-                        print("  %d host(s) / %s run %d: %.2fs" % (hosts, method, r + 1, times[method][-1]),
-                              file=sys.stderr)
-            finally:
-                fleet.stop()
-            base = statistics.median(times["xargs -P docker pull"]) if "xargs -P docker pull" in times else None
-            for method in methods:
-                med = statistics.median(times[method])
-                results.append({"preset": args.preset, "images": count, "hosts": hosts, "method": method,
-                                "median_s": round(med, 2), "runs": [round(t, 2) for t in times[method]],
-                                "ratio_to_xargs": round(med / base, 2) if base else None})
-    finally:
-        if own_env:
-            subprocess.run(["bash", str(TESTENV), "down", own_env], check=False)
+    with test_ground() as env_dir:
+        results = compare(Bench(env_dir), args, methods)
     loop = {r["hosts"]: r["median_s"] for r in results if r["method"] == "community.docker loop"}
     print("| hosts | method | median (s) | runs (s) | ratio to xargs -P | loop / method |")
     print("| ---: | --- | ---: | --- | ---: | ---: |")

@@ -12,6 +12,7 @@ PULLER_TESTENV points at a running one).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -26,6 +27,8 @@ from pathlib import Path
 import docker
 import requests
 
+from slowlink import SlowLink
+
 ROOT = Path(__file__).resolve().parents[1]
 TESTENV = ROOT / "scripts" / "testenv.sh"
 
@@ -34,7 +37,10 @@ PRESETS = {
     "seed20": ("fixture", 20, 3, 64, 0, 10),
     "many-small": ("many-small", 60, 2, 256, 0, 10),
     "few-large": ("few-large", 12, 4, 8192, 8192, 10),
+    # many-small again, through a simulated 20 ms RTT, 200 Mbit/s link
+    "slow-many-small": ("many-small", 60, 2, 256, 0, 10),
 }
+SLOW = {"slow-many-small": (0.010, 200.0)}
 
 
 def read_env(path):
@@ -44,6 +50,22 @@ def read_env(path):
             key, _sep, value = line[len("export "):].partition("=")
             env[key] = shlex.split(value)[0]
     return env
+
+
+@contextlib.contextmanager
+def test_ground():
+    """The running test ground named by PULLER_TESTENV, or a throwaway one."""
+    env_dir = os.environ.get("PULLER_TESTENV")
+    if env_dir and Path(env_dir, "env.sh").exists():
+        yield env_dir
+        return
+    env_dir = tempfile.mkdtemp(prefix="puller-bench-")
+    os.rmdir(env_dir)
+    subprocess.run(["bash", str(TESTENV), "up", env_dir], check=True, stdout=subprocess.DEVNULL)
+    try:
+        yield env_dir
+    finally:
+        subprocess.run(["bash", str(TESTENV), "down", env_dir], check=False)
 
 
 class Bench:
@@ -56,13 +78,13 @@ class Bench:
         self.server = None
         self.server_url = None
 
-    def ensure_set(self, name, count, layers, kib, shared):
+    def ensure_set(self, name, count, layers, kib, shared, registry=None):
         catalog = requests.get("http://%s/v2/_catalog?n=1000" % self.registry).json()["repositories"]
         if "%s/img-%02d" % (name, count) not in catalog:
             print("building image set %s (%d x %d x %d KiB)..." % (name, count, layers, kib), file=sys.stderr)
             subprocess.run(["bash", str(TESTENV), "fixtures", self.env_dir, name, str(count), str(layers),
                             str(kib), str(shared)], check=True, stdout=subprocess.DEVNULL)
-        return ["%s/%s/img-%02d:latest" % (self.registry, name, n) for n in range(1, count + 1)]
+        return ["%s/%s/img-%02d:latest" % (registry or self.registry, name, n) for n in range(1, count + 1)]
 
     def clean(self):
         for image in self.client.images(all=True):
@@ -128,7 +150,10 @@ def run(bench, presets, methods, runs):
     results = []
     for preset in presets:
         name, count, layers, kib, shared, n = PRESETS[preset]
-        images = bench.ensure_set(name, count, layers, kib, shared)
+        link = None
+        if preset in SLOW:
+            link = SlowLink(int(bench.registry.rsplit(":", 1)[1]), *SLOW[preset])
+        images = bench.ensure_set(name, count, layers, kib, shared, registry=link.address if link else None)
         times = {m: [] for m in methods}
         for r in range(runs):
             order = methods[r % len(methods):] + methods[:r % len(methods)]
@@ -139,20 +164,27 @@ def run(bench, presets, methods, runs):
                 times[method].append(time.perf_counter() - t0)
                 print("  %s / %s run %d: %.2fs" % (preset, method, r + 1, times[method][-1]), file=sys.stderr)
         base = statistics.median(times["xargs -P docker pull"]) if "xargs -P docker pull" in times else None
+        threads = statistics.median(times["docker-py threads"]) if "docker-py threads" in times else None
         for method in methods:
             med = statistics.median(times[method])
             results.append({"preset": preset, "images": count, "concurrency": n, "method": method,
                             "median_s": round(med, 3), "runs": [round(t, 3) for t in times[method]],
-                            "ratio_to_xargs": round(med / base, 2) if base else None})
+                            "ratio_to_xargs": round(med / base, 2) if base else None,
+                            "ratio_to_threads": round(med / threads, 2) if threads else None})
+        if link:
+            link.close()
     return results
 
 
 def table(results):
-    lines = ["| preset | method | median (s) | runs (s) | ratio to xargs -P |", "| --- | --- | ---: | --- | ---: |"]
+    lines = ["| preset | method | median (s) | runs (s) | / xargs -P | / docker-py threads |",
+             "| --- | --- | ---: | --- | ---: | ---: |"]
     for r in results:
-        lines.append("| %s (%d images, c=%d) | %s | %.2f | %s | %s |" % (
+        lines.append("| %s (%d images, c=%d) | %s | %.2f | %s | %s | %s |" % (
             r["preset"], r["images"], r["concurrency"], r["method"], r["median_s"],
-            " ".join("%.2f" % t for t in r["runs"]), "%.2f" % r["ratio_to_xargs"] if r["ratio_to_xargs"] else "-"))
+            " ".join("%.2f" % t for t in r["runs"]),
+            "%.2f" % r["ratio_to_xargs"] if r.get("ratio_to_xargs") else "-",
+            "%.2f" % r["ratio_to_threads"] if r.get("ratio_to_threads") else "-"))
     return "\n".join(lines)
 
 
@@ -164,20 +196,13 @@ def main():
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     presets, methods = args.presets.split(","), args.methods.split(",")
-    own_env = None
-    env_dir = os.environ.get("PULLER_TESTENV")
-    if not env_dir or not Path(env_dir, "env.sh").exists():
-        own_env = env_dir = tempfile.mkdtemp(prefix="puller-bench-")
-        os.rmdir(env_dir)
-        subprocess.run(["bash", str(TESTENV), "up", env_dir], check=True, stdout=subprocess.DEVNULL)
-    bench = Bench(env_dir)
-    try:
-        bench.start_server()
-        results = run(bench, presets, methods, args.runs)
-    finally:
-        bench.stop()
-        if own_env:
-            subprocess.run(["bash", str(TESTENV), "down", own_env], check=False)
+    with test_ground() as env_dir:
+        bench = Bench(env_dir)
+        try:
+            bench.start_server()
+            results = run(bench, presets, methods, args.runs)
+        finally:
+            bench.stop()
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

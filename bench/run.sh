@@ -3,6 +3,8 @@
 #   bench/run.sh            # engine/server presets and the Ansible comparison
 #   bench/run.sh pull       # bench.py only:  puller /pull vs xargs -P, docker-py threads, serial
 #   bench/run.sh ansible    # ansible_bench.py only: prefetch vs community.docker loop vs xargs -P
+#   bench/run.sh server     # server_bench.py only: latency under load, RSS, 50 identical requests
+# Then bench/report.py writes the tables into README.md and draws bench/chart.png.
 # community.docker comes with the `ansible` package, installed only into the
 # benchmark's own venv (.venv-bench).
 set -euo pipefail
@@ -33,3 +35,7 @@ fi
 if [ "$what" = all ] || [ "$what" = ansible ]; then
   "$venv/bin/python" bench/ansible_bench.py --json bench/results/ansible.json "$@"
 fi
+if [ "$what" = all ] || [ "$what" = server ]; then
+  "$venv/bin/python" bench/server_bench.py --json bench/results/server.json
+fi
+"$venv/bin/python" bench/report.py

@@ -17,6 +17,7 @@ bash scripts/testenv.sh up "$PULLER_TESTENV" >/dev/null
 
 status=0
 "$python" -m pytest -p no:cacheprovider "$@" || status=$?
+if [ -f "$PULLER_TESTENV/report.txt" ]; then echo "== measured"; cat "$PULLER_TESTENV/report.txt"; fi
 echo "== ansible-test sanity"
 PYTHON=$python bash scripts/sanity.sh >"$PULLER_TESTENV/sanity.log" 2>&1 || {
   status=1

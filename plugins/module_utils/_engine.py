@@ -278,7 +278,6 @@ class Engine:
 
     def _attempt(self, spec, deadline_at, deadline, secrets, on_event, attempt):
         """One pull through the daemon; returns the digest or raises PullFailed."""
-        ref = spec.ref
         remaining = deadline_at - self._clock()
         if remaining <= 0 or not self._slots.acquire(timeout=remaining):
             raise DeadlineExceeded("timeout: no pull slot free within the deadline of %s"

@@ -143,6 +143,12 @@ def proxy(ground):
     p.close()
 
 
+def report(ground, line):
+    """Keep a measured figure for the end of the run (scripts/test.sh prints them)."""
+    with open(Path(ground.dir, "report.txt"), "a") as fh:
+        fh.write(line + "\n")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import LEAKS, free_port
+from conftest import LEAKS, free_port, report
 
 ROOT = Path(__file__).resolve().parents[2]
 TAG = "bbklab/puller:test"
@@ -35,7 +35,7 @@ def image(ground):
                    check=True, env=dict(os.environ, DOCKER_BUILDKIT="0"), stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     size = docker(ground, "image", "inspect", "--format", "{{.Size}}", TAG).stdout.strip()
-    print("image %s built in %.1fs, %.1f MB" % (TAG, time.monotonic() - t0, int(size) / 1e6))
+    report(ground, "image %s built in %.1fs, %.1f MB" % (TAG, time.monotonic() - t0, int(size) / 1e6))
     return TAG
 
 
@@ -115,7 +115,7 @@ def test_server_role_is_idempotent_and_removable(ground, image, tmp_path):
     LEAKS.secrets.add(token)
     first, out1 = _role(ground, tmp_path, image, port, token=token)
     second, out2 = _role(ground, tmp_path, image, port, token=token)
-    print("role runs: changed=%d, then changed=%d" % (first, second))
+    report(ground, "server role: first run changed=%d, second run changed=%d" % (first, second))
     assert first > 0 and second == 0
     assert token not in out1 + out2
     assert requests.get(url + "/ping").text == "OK"

@@ -86,3 +86,19 @@ def test_sigterm_during_a_pull_still_answers_it(clean, start_server, proxy):
     assert len(resp.json()["success"]) == 2
     assert "draining 1 in-flight request" in server.log(), server.log()
     assert stopped_after < 20, "the drain waited on idle connections"
+
+
+def test_server_starts_without_a_daemon_and_says_503(ground, tmp_path):
+    from conftest import ServerProcess
+
+    class NoDaemon:
+        socket = str(tmp_path / "nothing-here.sock")
+
+    server = ServerProcess(NoDaemon, tmp_path)
+    try:
+        assert requests.get(server.url + "/ping").text == "OK"
+        resp = server.pull({"images": ["busybox"]})
+        assert resp.status_code == 503 and resp.json()["field"] == "docker_socket"
+        assert resp.headers["Retry-After"]
+    finally:
+        assert server.stop() == 0

@@ -18,7 +18,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 
-from conftest import LEAKS, TESTENV, ServerProcess, free_port
+from conftest import LEAKS, TESTENV, ServerProcess, free_port, report
 from faultproxy import FaultProxy, Rules
 
 SOAK_SECONDS = float(os.environ.get("PULLER_SOAK_SECONDS", "300"))
@@ -161,7 +161,7 @@ def _check_response(case, response):
             assert payload["field"], payload
 
 
-def test_generated_requests_never_cause_a_server_error(fuzz_server):
+def test_generated_requests_never_cause_a_server_error(ground, fuzz_server):
     schema = schemathesis.openapi.from_url(fuzz_server.url + "/openapi.json")
     counts = {}
     for result in schema.get_all_operations():
@@ -182,7 +182,7 @@ def test_generated_requests_never_cause_a_server_error(fuzz_server):
 
             run()  # pylint: disable=no-value-for-parameter
     total = sum(counts.values())
-    print("generated requests: %d %s" % (total, counts))
+    report(ground, "generated requests: %d %s" % (total, sorted(counts.items())))
     assert total >= 500, counts
     assert requests.get(fuzz_server.url + "/ping").text == "OK"
 
@@ -223,10 +223,9 @@ def test_soak_mixed_traffic_keeps_fds_and_memory_flat(ground, start_server):
         if resp.status_code != want:
             unexpected.append((name, resp.status_code, resp.text[:200]))
     end_fds, end_rss = sample()
-    report = ("soak: %d requests in %.0fs; num_fds %d -> %d; RSS %.1f -> %.1f MiB"
+    report_line = ("soak: %d requests in %.0fs; num_fds %d -> %d; RSS %.1f -> %.1f MiB"
               % (count, time.monotonic() - t0, start_fds, end_fds, start_rss / 1024, end_rss / 1024))
-    print(report)
-    Path(ground.dir, "soak.txt").write_text(report + "\n")
+    report(ground, report_line)
     assert not unexpected, unexpected[:5]
-    assert end_fds <= start_fds + 2, report
-    assert end_rss <= start_rss + 16 * 1024, report
+    assert end_fds <= start_fds + 2, report_line
+    assert end_rss <= start_rss + 16 * 1024, report_line
