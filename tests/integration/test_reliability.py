@@ -223,8 +223,8 @@ def test_soak_mixed_traffic_keeps_fds_and_memory_flat(ground, start_server):
         if resp.status_code != want:
             unexpected.append((name, resp.status_code, resp.text[:200]))
     end_fds, end_rss = sample()
-    report_line = ("soak: %d requests in %.0fs; num_fds %d -> %d; RSS %.1f -> %.1f MiB"
-              % (count, time.monotonic() - t0, start_fds, end_fds, start_rss / 1024, end_rss / 1024))
+    report_line = "soak: %d requests in %.0fs; num_fds %d -> %d; RSS %.1f -> %.1f MiB" % (
+        count, time.monotonic() - t0, start_fds, end_fds, start_rss / 1024, end_rss / 1024)
     report(ground, report_line)
     assert not unexpected, unexpected[:5]
     assert end_fds <= start_fds + 2, report_line
