@@ -65,12 +65,8 @@ class Fleet:
         return path
 
     def clean(self):
-        def clean_one(client):
-            for image in client.images(all=True):
-                client.remove_image(image["Id"], force=True)
-
         with ThreadPoolExecutor(len(self.clients)) as pool:
-            list(pool.map(clean_one, self.clients))
+            list(pool.map(lambda client: client.prune_images(filters={"dangling": False}), self.clients))
 
     def playbook(self, name, images, n, api=False):
         vars_file = self.tmp / "vars.json"

@@ -7,6 +7,7 @@ client's sockets must be gevent's.
 
 import logging
 import signal
+import socket
 
 import gevent
 from gevent.event import Event
@@ -17,6 +18,18 @@ from puller.core._engine import Engine
 from puller.server.app import Api
 
 log = logging.getLogger("puller.server")
+
+
+class _NoDelayServer(WSGIServer):
+    """Without TCP_NODELAY a keep-alive client waits ~40 ms per small answer
+    (Nagle's algorithm meeting the client's delayed ACK)."""
+
+    def handle(self, sock, address):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # not TCP (a unix socket): nothing to tune
+        super().handle(sock, address)
 
 
 def gevent_runner(fn, items, size):
@@ -87,7 +100,7 @@ def serve(config):
     engine = Engine(config.engine_config())
     api = Api(engine, config, runner=gevent_runner)
     in_flight = InFlightRequests(api.app)
-    server = WSGIServer(config.address, in_flight, spawn=Pool(config.connections),
+    server = _NoDelayServer(config.address, in_flight, spawn=Pool(config.connections),
                         log=_AccessLog(), error_log=_AccessLog())
     server.stop_timeout = 0.5
     if not config.loopback_only and not config.token:

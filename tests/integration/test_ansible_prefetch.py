@@ -49,8 +49,7 @@ class Fleet:
 
     def clean(self):
         for client in self.clients().values():
-            for image in client.images(all=True):
-                client.remove_image(image["Id"], force=True)
+            client.prune_images(filters={"dangling": False})
 
     def play(self, extra_vars, *args):
         results_dir = self.tmp / "results"
