@@ -16,7 +16,7 @@ import threading
 
 try:
     from docker import APIClient
-    from docker.errors import APIError, DockerException, NotFound  # pylint: disable=unused-import
+    from docker.errors import APIError, DockerException  # pylint: disable=unused-import
     from requests.exceptions import Timeout as RequestTimeout  # pylint: disable=unused-import
     HAS_DOCKER = True
     DOCKER_IMPORT_ERROR = None
@@ -31,8 +31,6 @@ except ImportError as exc:  # pragma: no cover - exercised on hosts without dock
     class APIError(DockerException):
         pass
 
-    class NotFound(APIError):
-        pass
 
     class RequestTimeout(Exception):
         pass

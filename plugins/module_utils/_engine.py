@@ -24,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from ._daemon import (
     APIError,
     DockerException,
-    NotFound,
     RequestTimeout,
     TrackingClient,
     abort_response,
@@ -33,6 +32,7 @@ from ._daemon import (
 from ._errors import DaemonUnavailable, DeadlineExceeded, PullFailed, TransientPullError, pull_error
 from ._godur import format_duration
 from ._redact import redact, secrets_of
+from ._reference import InvalidReference, parse_reference
 from ._request import POLICY_MISSING
 from ._retry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, RetryPolicy
 from ._singleflight import SingleFlight
@@ -79,8 +79,13 @@ class PullEvent(namedtuple("PullEvent", "kind reference attempt detail")):
     __slots__ = ()
 
 
-class Outcome(namedtuple("Outcome", "status attempts error digest image_id previous_id")):
-    """How one unique pull ended; shared by every entry that asked for it."""
+class Outcome(namedtuple("Outcome", "status attempts error digest")):
+    """How one unique pull ended; shared by every entry that asked for it.
+
+    ``status`` is ``pulled`` for any successful pull; whether the image really
+    changed (``pulled``) or not (``up_to_date``) is decided per request from
+    its before and after listings of the local images.
+    """
 
     __slots__ = ()
 
@@ -118,7 +123,11 @@ def row_reference(row):
     return name + sep + row["tag"]
 
 
-def _row(spec, outcome, cost):
+def _row(spec, outcome, cost, before, after):
+    key = _local_key(spec.ref)
+    previous, current, status = before.get(key), after.get(key), outcome.status
+    if status == STATUS_PULLED and current is not None and current == previous:
+        status = STATUS_UP_TO_DATE
     return {
         "image": spec.image,
         "tag": spec.tag,
@@ -127,10 +136,15 @@ def _row(spec, outcome, cost):
         "retried": outcome.attempts,
         "errmsg": outcome.error or "",
         "digest": outcome.digest or "",
-        "id": outcome.image_id or "",
-        "previous_id": outcome.previous_id or "",
-        "status": outcome.status,
+        "id": (current or "") if status != STATUS_FAILED else "",
+        "previous_id": previous or "",
+        "status": status,
     }
+
+
+def _local_key(ref):
+    """How the daemon lists a reference: by digest when pinned, else by tag."""
+    return str(ref._replace(tag=None)) if ref.digest else str(ref)
 
 
 class Engine:
@@ -169,12 +183,26 @@ class Engine:
         except Exception as exc:  # requests' ConnectionError, APIError, socket errors
             raise DaemonUnavailable("cannot reach the Docker daemon at %s: %s" % (self.config.docker_host, exc))
 
-    def image_id(self, reference):
-        """The local image ID for ``reference``, or None when it is absent."""
+    def local_images(self):
+        """``{reference: image ID}`` for every tag and digest the daemon holds.
+
+        One listing per request, before and after, instead of two inspects per
+        image: inspects queue behind the image store's lock while pulls
+        register layers, which slowed every pull down.
+        """
+        index = {}
         try:
-            return self.client().inspect_image(str(reference))["Id"]
-        except NotFound:
-            return None
+            images = self.client().images()
+        except Exception as exc:  # pylint: disable=broad-except
+            log.warning("cannot list local images (statuses will say pulled): %s", exc)
+            return index
+        for image in images:
+            for name in (image.get("RepoTags") or []) + (image.get("RepoDigests") or []):
+                try:
+                    index[_local_key(parse_reference(name))] = image["Id"]
+                except InvalidReference:
+                    pass  # "<none>:<none>" and the like
+        return index
 
     def in_flight(self):
         """The pulls running now, for ``/debug/dump`` (no credentials)."""
@@ -189,6 +217,7 @@ class Engine:
         """
         start_at, started = rfc3339_now(), self._clock()
         self.check_daemon()
+        before = self.local_images()
         policy = RetryPolicy(request.attempts, self.config.backoff_base, self.config.backoff_cap)
         unique = {}
         for spec in request.specs:
@@ -199,18 +228,20 @@ class Engine:
         def pull_unique(item):
             key, spec = item
             t0 = self._clock()
-            outcome = self._without_pull(spec, request) if request.dry_run or request.policy == POLICY_MISSING \
-                else None
+            outcome = self._without_pull(spec, request, before) \
+                if request.dry_run or request.policy == POLICY_MISSING else None
             if outcome is None:
                 outcome = self._flights.do(key, lambda: self._pull_with_retries(spec, policy, deadline, on_event))
             return key, outcome, self._clock() - t0
 
         size = min(request.concurrency, len(unique))
         results = {key: (outcome, cost) for key, outcome, cost in runner(pull_unique, list(unique.items()), size)}
+        after = self.local_images() if not request.dry_run else before
         success, failure = [], []
         for spec in request.specs:
             outcome, cost = results[_flight_key(spec)]
-            (failure if outcome.status == STATUS_FAILED else success).append(_row(spec, outcome, cost))
+            row = _row(spec, outcome, cost, before, after)
+            (failure if outcome.status == STATUS_FAILED else success).append(row)
         return PullReport(success, failure, start_at, self._clock() - started)
 
     def _emit(self, on_event, kind, ref, attempt=None, detail=None):
@@ -221,16 +252,13 @@ class Engine:
         except Exception:  # pylint: disable=broad-except
             log.exception("event callback failed; the pull goes on")
 
-    def _without_pull(self, spec, request):
+    @staticmethod
+    def _without_pull(spec, request, before):
         """The outcome when no pull is needed (present) or wanted (dry run), else None."""
-        try:
-            present = self.image_id(spec.ref)
-        except Exception as exc:  # pylint: disable=broad-except
-            return Outcome(STATUS_FAILED, 0, "cannot inspect %s: %s" % (spec.ref, exc), None, None, None)
-        if present is not None:
-            return Outcome(STATUS_PRESENT, 0, None, None, present, present)
+        if _local_key(spec.ref) in before:
+            return Outcome(STATUS_PRESENT, 0, None, None)
         if request.dry_run:
-            return Outcome(STATUS_WOULD_PULL, 0, None, None, None, None)
+            return Outcome(STATUS_WOULD_PULL, 0, None, None)
         return None
 
     def _pull_with_retries(self, spec, policy, deadline, on_event):
@@ -238,10 +266,6 @@ class Engine:
         t0 = self._clock()
         deadline_at = t0 + deadline
         attempt, error, digest = 0, None, None
-        try:
-            before = self.image_id(ref)
-        except Exception:  # pylint: disable=broad-except
-            before = None  # unknown; the status will say "pulled"
         while True:
             attempt += 1
             self._flights.note(_flight_key(spec), attempt=attempt)
@@ -265,14 +289,9 @@ class Engine:
             self._emit(on_event, "retry", ref, attempt, {"error": error.message, "delay": delay})
             self._sleep(delay)
         if error is not None:
-            outcome = Outcome(STATUS_FAILED, attempt, error.message, None, None, before)
+            outcome = Outcome(STATUS_FAILED, attempt, error.message, None)
         else:
-            try:
-                after = self.image_id(ref)
-            except Exception:  # pylint: disable=broad-except
-                after = None
-            status = STATUS_UP_TO_DATE if after is not None and after == before else STATUS_PULLED
-            outcome = Outcome(status, attempt, None, digest, after, before)
+            outcome = Outcome(STATUS_PULLED, attempt, None, digest)
         self._emit(on_event, "done", ref, attempt, outcome)
         return outcome
 

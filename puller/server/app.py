@@ -17,6 +17,7 @@ import puller
 from puller.core._engine import run_in_threads
 from puller.core._errors import DaemonUnavailable, InvalidRequest
 from puller.core._request import parse_pull_request
+from puller.server.metrics import Metrics
 from puller.server.openapi import openapi_document
 
 log = logging.getLogger("puller.server")
@@ -58,6 +59,7 @@ class Api:
         self.engine = engine
         self.config = config
         self.runner = runner
+        self.metrics = Metrics(engine.in_flight)
         self.start_at = datetime.datetime.now().astimezone().isoformat()
         self.app = bottle.Bottle(catchall=True, autojson=False)
         self.app.default_error_handler = self._default_error
@@ -65,6 +67,7 @@ class Api:
         self.app.route("/debug/dump", "GET", self._authorized(self.dump))
         self.app.route("/pull", "POST", self._authorized(self.pull))
         self.app.route("/openapi.json", "GET", self._authorized(self.openapi))
+        self.app.route("/metrics", "GET", self._authorized(self.prometheus))
 
     # -- plumbing -----------------------------------------------------------
     @staticmethod
@@ -120,6 +123,10 @@ class Api:
             "in_flight": self.engine.in_flight(),
         })
 
+    def prometheus(self):
+        bottle.response.content_type = self.metrics.content_type
+        return self.metrics.render()
+
     def openapi(self):
         return _json(200, openapi_document(puller.__version__))
 
@@ -128,9 +135,13 @@ class Api:
         try:
             request = parse_pull_request(body, max_images=self.config.max_images)
         except InvalidRequest as exc:
+            self.metrics.observe(400)
             return _error(400, exc.message, exc.field)
         try:
-            report = self.engine.pull(request, runner=self.runner)
+            report = self.engine.pull(request, runner=self.runner, on_event=self.metrics.on_event)
         except DaemonUnavailable as exc:
+            self.metrics.observe(503)
             return _error(503, str(exc), "docker_socket", {"Retry-After": "5"})
-        return _json(200 if report.ok else 500, report.as_dict())
+        status = 200 if report.ok else 500
+        self.metrics.observe(status, report)
+        return _json(status, report.as_dict())

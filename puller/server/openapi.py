@@ -92,6 +92,9 @@ def openapi_document(version):
                 "200": {"description": "Settings, open file descriptors, start time, version, pulls in flight.",
                         "content": {"application/json": {"schema": {"type": "object"}}}},
                 "401": errors["401"]}}},
+            "/metrics": {"get": {"operationId": "metrics", "responses": {
+                "200": {"description": "Prometheus metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "401": errors["401"]}}},
             "/openapi.json": {"get": {"operationId": "openapi", "responses": {
                 "200": {"description": "This document.", "content": {"application/json": {"schema": {"type": "object"}}}},
                 "401": errors["401"]}}},

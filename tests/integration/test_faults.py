@@ -98,7 +98,8 @@ def test_server_starts_without_a_daemon_and_says_503(ground, tmp_path):
     try:
         assert requests.get(server.url + "/ping").text == "OK"
         resp = server.pull({"images": ["busybox"]})
-        assert resp.status_code == 503 and resp.json()["field"] == "docker_socket"
+        assert resp.status_code == 503 and resp.json()["field"] == "docker_socket", (resp.text, server.log())
         assert resp.headers["Retry-After"]
     finally:
-        assert server.stop() == 0
+        code = server.stop()
+    assert code == 0, server.log()

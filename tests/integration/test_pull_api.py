@@ -4,6 +4,7 @@ import datetime
 import threading
 
 import pytest
+import requests
 
 from conftest import LEAKS
 from puller.core._godur import parse_duration
@@ -169,3 +170,18 @@ def test_per_request_timeout(clean, server, proxy):
     assert resp.status_code == 500
     row = resp.json()["failure"][0]
     assert "timeout" in row["errmsg"] and parse_duration(row["cost"]) < 3
+
+
+def test_metrics_count_requests_images_and_attempts(clean, server, proxy):
+    from faultproxy import Rules
+
+    proxy.reset_stats(Rules(fail_first=2))  # HEAD and GET by tag: the first attempt fails
+    server.pull({"retry": 3, "images": [clean.image(12, registry=proxy.address), clean.registry + "/fixture/nope"]})
+    text = requests.get(server.url + "/metrics").text
+    assert 'puller_pull_requests_total{code="500"} 1.0' in text
+    assert 'puller_images_total{status="pulled"} 1.0' in text
+    assert 'puller_images_total{status="failed"} 1.0' in text
+    assert "puller_pull_retries_total 1.0" in text
+    assert "puller_pull_attempts_total 3.0" in text
+    assert "puller_image_pull_seconds_count 2.0" in text
+    assert "puller_pulls_in_flight 0.0" in text

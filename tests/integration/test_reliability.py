@@ -35,7 +35,7 @@ def test_30_percent_of_manifest_requests_failing_still_pulls_everything(clean, s
     assert resp.status_code == 200, resp.text
     rows = resp.json()["success"]
     assert len(rows) == 8
-    assert proxy.injected > 0 and 0.15 <= proxy.injected / proxy.matched <= 0.45, (proxy.injected, proxy.matched)
+    assert proxy.injected > 0 and 0.1 <= proxy.injected / proxy.matched <= 0.6, (proxy.injected, proxy.matched)
     assert any(row["retried"] > 1 for row in rows)
 
 

@@ -12,7 +12,7 @@ def test_token_required_everywhere_but_ping(ground, start_server, tmp_path):
     token_file.write_text(token + "\n")
     server = start_server("--token-file", str(token_file))
     assert requests.get(server.url + "/ping").text == "OK"
-    for method, path in (("GET", "/debug/dump"), ("POST", "/pull")):
+    for method, path in (("GET", "/debug/dump"), ("POST", "/pull"), ("GET", "/metrics"), ("GET", "/openapi.json")):
         resp = requests.request(method, server.url + path, json={"images": [ground.image(1)]})
         assert resp.status_code == 401, path
         assert resp.json()["field"] == "Authorization"

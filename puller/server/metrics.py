@@ -1,0 +1,43 @@
+"""Prometheus metrics for ``/metrics``, fed by the engine's events."""
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from puller.core._godur import parse_duration
+
+DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+
+class Metrics:
+    """One registry per server (no global state), updated from engine events and reports."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, in_flight):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("puller_pull_requests", "POST /pull requests by HTTP status.", ["code"],
+                                registry=self.registry)
+        self.attempts = Counter("puller_pull_attempts", "Pull attempts sent to the Docker daemon.",
+                                registry=self.registry)
+        self.retries = Counter("puller_pull_retries", "Attempts that failed and were retried.",
+                               registry=self.registry)
+        self.images = Counter("puller_images", "Requested images by result status.", ["status"],
+                              registry=self.registry)
+        self.duration = Histogram("puller_image_pull_seconds", "Time per requested image, retries included.",
+                                  buckets=DURATION_BUCKETS, registry=self.registry)
+        Gauge("puller_pulls_in_flight", "Daemon pulls running now.", registry=self.registry).set_function(
+            lambda: len(in_flight()))
+
+    def on_event(self, event):
+        if event.kind == "attempt":
+            self.attempts.inc()
+        elif event.kind == "retry":
+            self.retries.inc()
+
+    def observe(self, status_code, report=None):
+        self.requests.labels(code=str(status_code)).inc()
+        for row in (report.success + report.failure) if report is not None else ():
+            self.images.labels(status=row["status"]).inc()
+            self.duration.observe(parse_duration(row["cost"]))
+
+    def render(self):
+        return generate_latest(self.registry)
