@@ -31,7 +31,6 @@ except ImportError as exc:  # pragma: no cover - exercised on hosts without dock
     class APIError(DockerException):
         pass
 
-
     class RequestTimeout(Exception):
         pass
 

@@ -101,7 +101,7 @@ def serve(config):
     api = Api(engine, config, runner=gevent_runner)
     in_flight = InFlightRequests(api.app)
     server = _NoDelayServer(config.address, in_flight, spawn=Pool(config.connections),
-                        log=_AccessLog(), error_log=_AccessLog())
+                            log=_AccessLog(), error_log=_AccessLog())
     server.stop_timeout = 0.5
     if not config.loopback_only and not config.token:
         log.warning("!!! listening on %s WITHOUT A TOKEN: anyone who can reach this port can make the "
