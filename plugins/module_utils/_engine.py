@@ -168,7 +168,7 @@ class Engine:
                     self._client = TrackingClient(
                         base_url=self.config.docker_host, version=self.config.api_version,
                         timeout=self.config.daemon_timeout,
-                        max_pool_size=self.config.max_daemon_pulls + 4)
+                        max_pool_size=max(64, 2 * self.config.max_daemon_pulls))
                 except DockerException as exc:
                     raise DaemonUnavailable("cannot reach the Docker daemon at %s: %s"
                                             % (self.config.docker_host, exc))
