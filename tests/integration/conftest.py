@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
@@ -179,6 +180,13 @@ class ServerProcess:
         resp = requests.post(self.url + "/pull", json=body, timeout=kwargs.pop("timeout", 120), **kwargs)
         self.bodies.append(resp.text)
         return resp
+
+    def pull_later(self, body):
+        """Start a /pull in a thread; returns a Future of its response."""
+        pool = ThreadPoolExecutor(1)
+        future = pool.submit(self.pull, body)
+        pool.shutdown(wait=False)
+        return future
 
     def rss_kib(self):
         for line in Path("/proc/%d/status" % self.proc.pid).read_text().splitlines():

@@ -1,6 +1,5 @@
 """Registry and daemon misbehaving: transient faults, deadlines, a daemon that goes away."""
 
-import threading
 import time
 
 import requests
@@ -67,21 +66,14 @@ def test_daemon_down_is_503_and_the_server_recovers(clean, server):
 def test_sigterm_during_a_pull_still_answers_it(clean, start_server, proxy):
     server = start_server()
     proxy.reset_stats(Rules(delay=1.5))
-    result = {}
-
-    def call():
-        result["resp"] = server.pull({"concurrency": 2, "images": [clean.image(n, registry=proxy.address)
-                                                                   for n in (18, 19)]})
-
-    t = threading.Thread(target=call)
-    t.start()
+    pending = server.pull_later({"concurrency": 2, "images": [clean.image(n, registry=proxy.address)
+                                                              for n in (18, 19)]})
     time.sleep(0.7)
     assert proxy.manifest_requests, "the pull had not reached the registry yet"
     t0 = time.monotonic()
     assert server.stop() == 0
     stopped_after = time.monotonic() - t0
-    t.join(30)
-    resp = result["resp"]
+    resp = pending.result(timeout=30)
     assert resp.status_code == 200, resp.text
     assert len(resp.json()["success"]) == 2
     assert "draining 1 in-flight request" in server.log(), server.log()

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -80,16 +79,11 @@ def test_registry_killed_mid_pull_gives_per_image_failures_and_the_server_carrie
         # per-image deadline bounds that, as test_faults shows.)
         proxy.reset_stats(Rules(delay=1.0))
         images = [clean.image(n, registry=proxy.address) for n in range(1, 5)]
-        result = {}
-        t = threading.Thread(target=lambda: result.update(resp=server.pull(
-            {"concurrency": 4, "retry": 2, "images": images})))
-        t.start()
+        pending = server.pull_later({"concurrency": 4, "retry": 2, "images": images})
         time.sleep(0.5)
         assert proxy.in_flight_manifests > 0, "no manifest was in flight yet"
         spare_registry.kill()
-        t.join(60)
-        assert not t.is_alive(), "the request hung after the registry died"
-        resp = result["resp"]
+        resp = pending.result(timeout=60)  # a hang fails here
         assert resp.status_code == 500
         failures = resp.json()["failure"]
         assert failures and all(row["errmsg"] and row["status"] == "failed" for row in failures)
@@ -105,16 +99,11 @@ def test_registry_killed_mid_pull_gives_per_image_failures_and_the_server_carrie
 def test_daemon_restarted_mid_pull_ends_the_request_and_the_next_one_works(clean, server, proxy):
     proxy.reset_stats(Rules(delay=1.0))
     images = [clean.image(n, registry=proxy.address) for n in range(9, 13)]
-    result = {}
-    t = threading.Thread(target=lambda: result.update(resp=server.pull(
-        {"concurrency": 4, "retry": 1, "images": images})))
-    t.start()
+    pending = server.pull_later({"concurrency": 4, "retry": 1, "images": images})
     time.sleep(0.7)
     clean.dockerd("stop")
     clean.dockerd("start")
-    t.join(90)
-    assert not t.is_alive(), "the request hung across the daemon restart"
-    resp = result["resp"]
+    resp = pending.result(timeout=90)  # a hang fails here
     assert resp.status_code in (200, 500)
     body = resp.json()
     assert len(body["success"]) + len(body["failure"]) == 4
