@@ -23,7 +23,7 @@ from pathlib import Path
 
 import docker
 
-from bench import PRESETS, ROOT, TESTENV, Bench, test_ground
+from bench import PRESETS, ROOT, TESTENV, Bench, free_port, test_ground
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
 METHODS = ["prefetch direct", "prefetch API", "community.docker loop", "xargs -P docker pull"]
@@ -46,7 +46,7 @@ class Fleet:
             (coll / "puller").symlink_to(ROOT)
         self.servers, self.api_urls = [], []
         for sock in self.sockets:
-            port = _free_port()
+            port = free_port()
             self.servers.append(subprocess.Popen(
                 [sys.executable, "-m", "puller", "serve", "--listen", "127.0.0.1:%d" % port,
                  "--docker-socket", sock, "--log-level", "WARNING"]))
@@ -101,14 +101,6 @@ class Fleet:
         for server in self.servers:
             server.terminate()
             server.wait(30)
-
-
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def compare(bench, args, methods):

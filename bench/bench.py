@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import shlex
+import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +51,12 @@ def read_env(path):
             key, _sep, value = line[len("export "):].partition("=")
             env[key] = shlex.split(value)[0]
     return env
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -91,7 +98,7 @@ class Bench:
         self.client.prune_images(filters={"dangling": False})
 
     def start_server(self):
-        port = 9000 + os.getpid() % 1000
+        port = free_port()
         self.server_url = "http://127.0.0.1:%d" % port
         self.server = subprocess.Popen(
             [sys.executable, "-m", "puller", "serve", "--listen", "127.0.0.1:%d" % port,

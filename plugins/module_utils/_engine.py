@@ -14,7 +14,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import datetime
 import logging
 import threading
 import time
@@ -30,7 +29,7 @@ from ._daemon import (
     docker_base_url,
 )
 from ._errors import DaemonUnavailable, DeadlineExceeded, PullFailed, TransientPullError, pull_error
-from ._godur import format_duration
+from ._godur import format_duration, rfc3339_now
 from ._redact import redact, secrets_of
 from ._reference import InvalidReference, parse_reference
 from ._request import POLICY_MISSING
@@ -108,10 +107,6 @@ def run_in_threads(fn, items, size):
     """The default runner: ``fn`` over ``items`` with at most ``size`` threads."""
     with ThreadPoolExecutor(max_workers=max(1, size)) as pool:
         return list(pool.map(fn, items))
-
-
-def rfc3339_now():
-    return datetime.datetime.now().astimezone().isoformat()
 
 
 def row_reference(row):

@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import re
 
 _UNITS_NS = {
@@ -96,3 +97,8 @@ def parse_duration(text):
         total += float(m.group(1)) * _UNITS_NS[m.group(2)]
         pos = m.end()
     return sign * total / 1e9
+
+
+def rfc3339_now():
+    """Local time now, RFC 3339 with fractional seconds and offset (the API's ``startAt``)."""
+    return datetime.datetime.now().astimezone().isoformat()

@@ -12,8 +12,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import datetime
 import threading
+
+from ._godur import rfc3339_now
 
 
 class _Flight:
@@ -21,7 +22,7 @@ class _Flight:
         self.done = threading.Event()
         self.result = None
         self.error = None
-        self.info = {"started_at": datetime.datetime.now().astimezone().isoformat(), "waiters": 1, "attempt": 0}
+        self.info = {"started_at": rfc3339_now(), "waiters": 1, "attempt": 0}
 
 
 class SingleFlight:

@@ -4,7 +4,6 @@ Every error is JSON: ``{"error": "...", "field": "images[2].tag"}``. Engine
 errors are turned into status codes here and nowhere else.
 """
 
-import datetime
 import hmac
 import json
 import logging
@@ -16,6 +15,7 @@ import bottle
 import puller
 from puller.core._engine import run_in_threads
 from puller.core._errors import DaemonUnavailable, InvalidRequest
+from puller.core._godur import rfc3339_now
 from puller.core._request import parse_pull_request
 from puller.server.metrics import Metrics
 from puller.server.openapi import openapi_document
@@ -60,7 +60,7 @@ class Api:
         self.config = config
         self.runner = runner
         self.metrics = Metrics(engine.in_flight)
-        self.start_at = datetime.datetime.now().astimezone().isoformat()
+        self.start_at = rfc3339_now()
         self.app = bottle.Bottle(catchall=True, autojson=False)
         self.app.default_error_handler = self._default_error
         self.app.route("/ping", "GET", self.ping)
