@@ -10,7 +10,8 @@ import logging
 import sys
 
 import puller
-from puller.config import DEFAULT_DOCKER_SOCKET, DEFAULT_LISTEN, from_sources
+from puller import settings
+from puller.config import from_sources
 from puller.core._errors import DaemonUnavailable, InvalidRequest
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DAEMON = 0, 1, 2, 3
@@ -21,26 +22,12 @@ def _parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP API")
-    serve.add_argument("--listen", help="HOST:PORT, or :PORT for all interfaces (env LISTEN_ADDR; default %s)"
-                       % DEFAULT_LISTEN)
-    serve.add_argument("--docker-socket", help="socket path or unix:// / tcp:// URL (env DOCKER_SOCKET; "
-                       "default %s)" % DEFAULT_DOCKER_SOCKET)
-    serve.add_argument("--token-file", help="file holding the bearer token required on every endpoint but "
-                       "/ping (env PULLER_TOKEN_FILE, or the token itself in PULLER_TOKEN)")
-    serve.add_argument("--max-images", type=int, help="most images in one /pull (env PULLER_MAX_IMAGES; 1000)")
-    serve.add_argument("--max-body", type=int, help="largest /pull body in bytes (env PULLER_MAX_BODY; 1 MiB)")
-    serve.add_argument("--deadline", help="per-image deadline, Go duration (env PULLER_DEADLINE; 30m)")
-    serve.add_argument("--max-daemon-pulls", type=int,
-                       help="server-wide cap on concurrent daemon pulls (env PULLER_MAX_DAEMON_PULLS; 32)")
-    serve.add_argument("--drain-timeout", help="on SIGTERM, wait this long for in-flight pulls "
-                       "(env PULLER_DRAIN_TIMEOUT; 60s)")
-    serve.add_argument("--connections", type=int, help="most open client connections (env PULLER_CONNECTIONS)")
-    serve.add_argument("--backoff-base", help="first retry delay, doubled per attempt (env PULLER_BACKOFF_BASE)")
+    settings.add_arguments(serve)
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     pull = sub.add_parser("pull", help="pull images now, through the engine, without a server")
     pull.add_argument("images", nargs="+", metavar="IMAGE", help="reference, e.g. busybox:1.36 or reg:5000/a/b@sha256:...")
-    pull.add_argument("--docker-socket", help="socket path or URL (env DOCKER_SOCKET)")
+    settings.add_arguments(pull, names=("docker_socket",))
     pull.add_argument("--concurrency", type=int, default=10)
     pull.add_argument("--retry", type=int, default=3, help="attempts per image")
     pull.add_argument("--deadline", help="per-image deadline, Go duration (default 30m)")

@@ -144,6 +144,8 @@ def _parse_timeout(value):
         seconds = parse_duration(value)
     except ValueError as exc:
         raise InvalidRequest(str(exc), "timeout")
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise InvalidRequest("must be a finite duration", "timeout")
     if seconds <= 0:
         raise InvalidRequest("must be positive", "timeout")
     return seconds

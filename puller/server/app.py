@@ -37,6 +37,20 @@ def _error(status, message, field=None, headers=None):
     return _json(status, payload, headers)
 
 
+def _no_constant(name):
+    raise ValueError("%s is not valid JSON" % name)
+
+
+def parse_json(raw):
+    """Strict JSON (no NaN or Infinity); every failure is a 400 naming ``body``."""
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except RecursionError:
+        raise _error(400, "malformed JSON: nested too deeply", "body")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _error(400, "malformed JSON: %s" % exc, "body")
+
+
 def _num_fds():
     try:
         return len(os.listdir("/proc/self/fd"))
@@ -85,11 +99,15 @@ class Api:
         token = self.config.token
         if not token:
             return handler
-        expected = ("Bearer " + token).encode("utf-8")
+        expected = token.encode("utf-8")
 
         def check(*args, **kwargs):
-            given = bottle.request.get_header("Authorization", "").encode("utf-8")
-            if not hmac.compare_digest(given, expected):
+            # The raw header (PEP 3333: latin-1 text): Bottle's own accessor
+            # re-decodes it as UTF-8 and raises on other bytes.
+            scheme, _sep, given = bottle.request.environ.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
+            given = given.strip().encode("latin-1", "replace")
+            # RFC 7235: the scheme is case-insensitive.
+            if not (hmac.compare_digest(given, expected) and scheme.lower() == "bearer"):
                 return _error(401, "missing or wrong bearer token", "Authorization",
                               {"WWW-Authenticate": 'Bearer realm="puller"'})
             return handler(*args, **kwargs)
@@ -97,18 +115,32 @@ class Api:
         return check
 
     def _read_json(self):
-        limit = self.config.max_body
-        length = bottle.request.content_length
-        if length > limit:
-            raise _error(413, "request body is %d bytes; the limit is %d" % (length, limit), "body")
-        raw = bottle.request.body.read(limit + 1)
-        if len(raw) > limit:
-            raise _error(413, "request body is larger than the limit of %d bytes" % limit, "body")
-        try:
-            return json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise _error(400, "malformed JSON: %s" % exc, "body")
+        """The request body as JSON, read straight from ``wsgi.input``.
 
+        gevent has already de-chunked a chunked body (Bottle would try again
+        and fail), so the size limit is enforced here while reading. A
+        refused body is not read to its end: the connection is closed.
+        """
+        limit = self.config.max_body
+        environ = bottle.request.environ
+        close = {"Connection": "close"}
+        length = environ.get("CONTENT_LENGTH") or ""
+        if length.isdigit() and int(length) > limit:
+            raise _error(413, "request body is %s bytes; the limit is %d" % (length, limit), "body", close)
+        stream, chunks, size = environ["wsgi.input"], [], 0
+        try:
+            while size <= limit:
+                chunk = stream.read(min(65536, limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        except OSError as exc:  # a timeout or reset while the client sends its body
+            raise _error(408 if "timed out" in str(exc) else 400, "could not read the request body: %s"
+                         % (exc.strerror or exc), "body", close)
+        if size > limit:
+            raise _error(413, "request body is larger than the limit of %d bytes" % limit, "body", close)
+        return parse_json(b"".join(chunks))
     # -- routes -------------------------------------------------------------
     def ping(self):
         bottle.response.content_type = "text/plain; charset=utf-8"

@@ -5,31 +5,21 @@ does it first thing for ``serve``): the engine's locks, sleeps and the Docker
 client's sockets must be gevent's.
 """
 
+import errno
 import logging
+import resource
 import signal
-import socket
 
 import gevent
 from gevent.event import Event
 from gevent.pool import Pool
-from gevent.pywsgi import WSGIServer
 
 from puller.core._engine import Engine
+from puller.core._errors import InvalidRequest
 from puller.server.app import Api
+from puller.server.http import Server
 
 log = logging.getLogger("puller.server")
-
-
-class _NoDelayServer(WSGIServer):
-    """Without TCP_NODELAY a keep-alive client waits ~40 ms per small answer
-    (Nagle's algorithm meeting the client's delayed ACK)."""
-
-    def handle(self, sock, address):
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass  # not TCP (a unix socket): nothing to tune
-        super().handle(sock, address)
 
 
 def gevent_runner(fn, items, size):
@@ -94,14 +84,55 @@ class _AccessLog:
     def write(self, line):
         log.info("%s", line.rstrip())
 
+    def flush(self):
+        """Bottle flushes ``wsgi.errors`` after writing to it."""
+
+
+# Descriptors the process needs besides client connections: the listening
+# socket, logs, the event loop's, pipes, and later files of its own.
+FD_RESERVE = 64
+MIN_CONNECTIONS = 8
+
+
+def daemon_sockets(config):
+    """The most sockets the engine keeps open to the Docker daemon."""
+    return max(64, 2 * config.max_daemon_pulls) + 4
+
+
+def fit_connections(config, getrlimit=resource.getrlimit, setrlimit=resource.setrlimit):
+    """Raise the soft open-file limit towards the hard one; return how many
+    client connections fit beside the daemon's sockets, saying so if fewer
+    than asked."""
+    soft, hard = getrlimit(resource.RLIMIT_NOFILE)
+    need = config.connections + daemon_sockets(config) + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = (1 << 20) if hard == resource.RLIM_INFINITY else hard
+        if target > soft:
+            try:
+                setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            except (ValueError, OSError) as exc:
+                log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, exc)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return config.connections
+    fits = soft - daemon_sockets(config) - FD_RESERVE
+    if fits < MIN_CONNECTIONS:
+        raise InvalidRequest("the open-file limit (%d) leaves no room for client connections beside %d daemon "
+                             "sockets; raise it (ulimit -n) or lower --max-daemon-pulls"
+                             % (soft, daemon_sockets(config)), "--connections")
+    log.warning("open-file limit is %d (hard %s): serving at most %d connections instead of %d",
+                soft, "unlimited" if hard == resource.RLIM_INFINITY else hard, fits, config.connections)
+    return fits
+
 
 def serve(config):
     """Serve until SIGTERM/SIGINT; return the process exit code."""
     engine = Engine(config.engine_config())
     api = Api(engine, config, runner=gevent_runner)
     in_flight = InFlightRequests(api.app)
-    server = _NoDelayServer(config.address, in_flight, spawn=Pool(config.connections),
-                            log=_AccessLog(), error_log=_AccessLog())
+    server = Server(config.address, in_flight, connections=fit_connections(config),
+                    header_timeout=config.header_timeout, idle_timeout=config.idle_timeout,
+                    log=_AccessLog(), error_log=_AccessLog())
     server.stop_timeout = 0.5
     if not config.loopback_only and not config.token:
         log.warning("!!! listening on %s WITHOUT A TOKEN: anyone who can reach this port can make the "
@@ -116,7 +147,11 @@ def serve(config):
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, on_signal, signum)
-    server.start()
+    try:
+        server.start()
+    except OSError as exc:
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise InvalidRequest("cannot listen on %s: %s" % (config.listen, reason), "--listen")
     host, port = server.address[:2]
     log.info("puller listening on %s:%d, docker at %s", host, port, config.engine_config().docker_host)
     # Not serve_forever(): its own stop() would kill in-flight requests after

@@ -1,5 +1,8 @@
 import pytest
 
+from pathlib import Path
+
+from puller import settings
 from puller.config import ServerConfig, from_sources, parse_listen
 from puller.core._errors import InvalidRequest
 
@@ -24,7 +27,18 @@ def test_colon_port_means_all_interfaces():
 
 
 @pytest.mark.parametrize("flags,env,field", [
-    ({"listen": "nope"}, {}, "listen"),
+    ({"listen": "nope"}, {}, "--listen"),
+    ({"backoff_base": "-1s"}, {}, "--backoff-base"),
+    ({}, {"PULLER_BACKOFF_BASE": "0s"}, "PULLER_BACKOFF_BASE"),
+    ({"deadline": "NaNs"}, {}, "--deadline"),
+    ({"drain_timeout": "-5s"}, {}, "--drain-timeout"),
+    ({"connections": "0"}, {}, "--connections"),
+    ({"max_daemon_pulls": "many"}, {}, "--max-daemon-pulls"),
+    ({"header_timeout": "0"}, {}, "--header-timeout"),
+    ({}, {"PULLER_IDLE_TIMEOUT": "-1m"}, "PULLER_IDLE_TIMEOUT"),
+    ({}, {"PULLER_TOKEN": "   "}, "PULLER_TOKEN"),
+    ({}, {"PULLER_TOKEN": ""}, "PULLER_TOKEN"),
+    ({}, {"LISTEN_ADDR": "  "}, "LISTEN_ADDR"),
     ({}, {"PULLER_DEADLINE": "soon"}, "PULLER_DEADLINE"),
     ({"max_images": 0}, {}, "--max-images"),
     ({"token_file": "/does/not/exist"}, {}, "--token-file"),
@@ -46,3 +60,30 @@ def test_token_never_shown(tmp_path):
 
 def test_engine_config_takes_the_socket_path():
     assert from_sources({"docker_socket": "/x.sock"}, environ={}).engine_config().docker_host == "unix:///x.sock"
+
+
+def test_empty_token_file_is_refused(tmp_path):
+    f = tmp_path / "t"
+    f.write_text("  \n")
+    with pytest.raises(InvalidRequest) as info:
+        from_sources({"token_file": str(f)}, environ={})
+    assert info.value.field == "--token-file" and "empty" in info.value.message
+
+
+def test_secret_values_are_not_echoed_in_errors():
+    with pytest.raises(InvalidRequest) as info:
+        from_sources({}, environ={"PULLER_TOKEN": " \t "})
+    assert "blank" in info.value.message
+
+
+def test_every_setting_has_a_flag_or_variable_and_dump_hides_secrets():
+    config = from_sources({}, environ={"PULLER_TOKEN": "tok-xyz"})
+    shown = config.public()
+    assert shown["token"] == "set" and "tok-xyz" not in str(shown)
+    assert shown["deadline"] == "30m0s" and shown["backoff_base"] == "500ms"
+    assert {s.env for s in settings.SETTINGS} >= {"LISTEN_ADDR", "DOCKER_SOCKET", "PULLER_TOKEN"}
+
+
+def test_readme_table_is_generated_from_the_settings():
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    assert settings.markdown_table() in readme, "README is out of date: run python -m puller.settings"

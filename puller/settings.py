@@ -1,0 +1,173 @@
+"""Every server setting, declared once.
+
+A ``Setting`` names its config field, flag, environment variable, parser,
+default and help, and says how ``/debug/dump`` shows it. From ``SETTINGS``
+come the argparse options (``add_arguments``), the reading of flags and
+environment (``puller.config.from_sources``), the frozen ``ServerConfig``,
+``/debug/dump`` (``public``) and the README's configuration table
+(``markdown_table``; a unit test fails when the README is out of date).
+
+Parsers take the raw text (or an already typed value from code) and raise
+``ValueError`` with the reason; ``from_sources`` adds the flag or variable.
+"""
+
+import dataclasses
+import math
+from typing import Any, Callable, Optional
+
+from puller.core._engine import DEFAULT_DEADLINE, DEFAULT_MAX_DAEMON_PULLS
+from puller.core._godur import format_duration, parse_duration
+from puller.core._request import DEFAULT_MAX_IMAGES
+from puller.core._retry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP
+
+SHOW_PLAIN = "plain"  # /debug/dump shows the value
+SHOW_DURATION = "duration"  # ... as a Go duration string
+SHOW_SECRET = "secret"  # ... only "set" or "unset"
+SHOW_NONE = "none"  # not shown (folded into another setting)
+
+
+# -- parsers -----------------------------------------------------------------
+def text(value):
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+def positive_int(value):
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number")
+    try:
+        number = int(value) if isinstance(value, int) else int(str(value).strip(), 10)
+    except ValueError:
+        raise ValueError("must be a whole number")
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def positive_duration(value):
+    seconds = parse_duration(value)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError("must be a positive duration such as 500ms, 10s or 30m")
+    return seconds
+
+
+def listen_address(value):
+    value = text(value)
+    parse_listen(value)
+    return value
+
+
+def parse_listen(value):
+    """``:9006`` (all interfaces, as the original), ``127.0.0.1:9006``, ``[::1]:9006``."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be HOST:PORT or :PORT, got %r" % value)
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return host or "0.0.0.0", int(port)
+
+
+# -- the table ---------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str
+    env: str
+    default: Any
+    parse: Callable[[Any], Any]
+    help: str
+    show: str = SHOW_PLAIN
+    flag: Optional[str] = ""  # "" derives --name-with-dashes; None: environment only
+    metavar: Optional[str] = None
+
+    @property
+    def option(self):
+        if self.flag is None:
+            return None
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    def shown(self, value):
+        if self.show == SHOW_SECRET:
+            return "set" if value else "unset"
+        if self.show == SHOW_DURATION and value is not None:
+            return format_duration(value)
+        return value
+
+    @property
+    def shown_metavar(self):
+        if self.metavar:
+            return self.metavar
+        return "DURATION" if self.show == SHOW_DURATION else None
+
+
+SETTINGS = (
+    Setting("listen", "LISTEN_ADDR", "127.0.0.1:9006", listen_address,
+            "`HOST:PORT`; `:PORT` listens on all interfaces, as the original did", metavar="HOST:PORT"),
+    Setting("docker_socket", "DOCKER_SOCKET", "/var/run/docker.sock", text,
+            "socket path, or `unix://`, `tcp://` URL", metavar="PATH|URL"),
+    Setting("token_file", "PULLER_TOKEN_FILE", None, text,
+            "file holding the bearer token required on every endpoint but `/ping`, compared in constant "
+            "time; an empty file is refused. Listening off loopback without one prints a loud warning",
+            show=SHOW_NONE, metavar="FILE"),
+    Setting("token", "PULLER_TOKEN", None, text,
+            "the token itself, when there is no token file; a blank value is refused, never taken as "
+            "\"no token\"", show=SHOW_SECRET, flag=None),
+    Setting("max_images", "PULLER_MAX_IMAGES", DEFAULT_MAX_IMAGES, positive_int, "images per `/pull`",
+            metavar="N"),
+    Setting("max_body", "PULLER_MAX_BODY", 1024 * 1024, positive_int, "bytes per request body", metavar="BYTES"),
+    Setting("deadline", "PULLER_DEADLINE", DEFAULT_DEADLINE, positive_duration,
+            "per-image deadline; a request's `timeout` can only shorten it", show=SHOW_DURATION),
+    Setting("max_daemon_pulls", "PULLER_MAX_DAEMON_PULLS", DEFAULT_MAX_DAEMON_PULLS, positive_int,
+            "server-wide cap on concurrent daemon pulls", metavar="N"),
+    Setting("backoff_base", "PULLER_BACKOFF_BASE", DEFAULT_BACKOFF_BASE, positive_duration,
+            "first retry delay, doubled per attempt (with jitter)", show=SHOW_DURATION),
+    Setting("backoff_cap", "PULLER_BACKOFF_CAP", DEFAULT_BACKOFF_CAP, positive_duration,
+            "longest retry delay", show=SHOW_DURATION),
+    Setting("drain_timeout", "PULLER_DRAIN_TIMEOUT", 60.0, positive_duration,
+            "on SIGTERM/SIGINT: stop accepting, let in-flight requests finish this long, exit 0",
+            show=SHOW_DURATION),
+    Setting("connections", "PULLER_CONNECTIONS", 1000, positive_int,
+            "open client connections; beyond it the longest-waiting connection that is not in a request "
+            "is closed. Lowered at start-up to fit the open-file limit", metavar="N"),
+    Setting("header_timeout", "PULLER_HEADER_TIMEOUT", 10.0, positive_duration,
+            "a new connection must send its request line and headers within this; also the longest "
+            "wait for each read of a body", show=SHOW_DURATION),
+    Setting("idle_timeout", "PULLER_IDLE_TIMEOUT", 15.0, positive_duration,
+            "a keep-alive connection with no new request for this long is closed", show=SHOW_DURATION),
+)
+
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def add_arguments(parser, names=None):
+    """Add the flags of ``names`` (default: all) to an argparse parser; values stay text."""
+    for setting in SETTINGS:
+        if setting.option is None or (names is not None and setting.name not in names):
+            continue
+        default = setting.shown(setting.default) if setting.default is not None else "none"
+        parser.add_argument(setting.option, dest=setting.name, metavar=setting.shown_metavar,
+                            help="%s (env %s; default %s)" % (setting.help.replace("`", "").replace("%", "%%"),
+                                                              setting.env, default))
+
+
+def public(config):
+    """What ``/debug/dump`` shows of a config: every setting but secrets, which say set/unset."""
+    return {s.name: s.shown(getattr(config, s.name)) for s in SETTINGS if s.show != SHOW_NONE}
+
+
+def markdown_table():
+    """The README's configuration table, generated from ``SETTINGS``."""
+    lines = ["| flag | environment | default | meaning |", "| --- | --- | --- | --- |"]
+    for s in SETTINGS:
+        default = "none" if s.default is None else "`%s`" % s.shown(s.default)
+        flag = "`%s`" % s.option if s.option else "—"
+        lines.append("| %s | `%s` | %s | %s |" % (flag, s.env, default, s.help))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m puller.settings: rewrite the README's table
+    import pathlib
+    import re
+
+    readme = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+    pattern = re.compile(r"(<!-- settings table:[^\n]*-->\n).*?(\n<!-- end of settings table -->)", re.S)
+    readme.write_text(pattern.sub(lambda m: m.group(1) + markdown_table() + m.group(2), readme.read_text()))
