@@ -119,6 +119,8 @@ class Handler(WSGIHandler):
         try:
             _no_delay(self.socket)
             super().handle()
+        except OSError as exc:  # the client went away while we answered: its business, not a fault
+            log.debug("connection from %s ended: %s", self.client_address, exc)
         finally:
             connections.closed(self)
 
@@ -131,8 +133,11 @@ class Handler(WSGIHandler):
         finally:
             self.socket.close()
 
+    evicted = False
+
     def evict(self):
         """Close this waiting connection now; its greenlet wakes and ends."""
+        self.evicted = True
         sock = getattr(self, "socket", None)
         if sock is not None:
             try:
@@ -171,6 +176,8 @@ class Handler(WSGIHandler):
             return None  # a slow or idle client: close quietly
         finally:
             self._stop_head_timer()
+        if self.evicted:
+            return None
         if isinstance(result, tuple):
             status, _plain = result
             result = (status, _PROTOCOL_ERRORS.get(status) or self._client_error_body)
@@ -191,6 +198,8 @@ class Handler(WSGIHandler):
     _client_error_body = error_bytes("400 Bad Request", "malformed HTTP request", "request")
 
     def _handle_client_error(self, ex):
+        if self.evicted:
+            return ("400", b"")
         field, message = "request", "malformed HTTP request"
         headers = getattr(self, "headers", None)
         length = headers.get("content-length") if headers is not None and hasattr(headers, "get") else None

@@ -7,6 +7,7 @@ ground that cannot start is an error, never a skip.
 """
 
 import os
+import resource
 import shlex
 import signal
 import socket
@@ -148,7 +149,7 @@ def free_port():
 class ServerProcess:
     """``puller serve`` as a real subprocess, logging to a file we can search."""
 
-    def __init__(self, ground, tmp_path, args=(), env=None, listen_host="127.0.0.1"):
+    def __init__(self, ground, tmp_path, args=(), env=None, listen_host="127.0.0.1", nofile=None):
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self.log_path = tmp_path / ("server-%d.log" % self.port)
@@ -161,7 +162,12 @@ class ServerProcess:
                "--docker-socket", ground.socket, "--backoff-base", "50ms", "--drain-timeout", "30s"]
         cmd += list(args)
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
+        preexec = None
+        if nofile is not None:  # (soft, hard) open-file limit of the server process
+            def preexec():
+                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
+                                     preexec_fn=preexec)
         deadline = time.monotonic() + 20
         while True:
             try:
