@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import socket
 import threading
 
@@ -49,21 +50,55 @@ def docker_base_url(value):
 class TrackingClient(APIClient):
     """An ``APIClient`` that lets the engine bound and abort the pull in flight.
 
-    docker-py's ``pull()`` sends its request with no timeout and hides the
-    response inside the stream generator. The engine needs both: a timeout
-    equal to the image's remaining deadline while waiting for the daemon's
-    first byte, and the response itself to close the stream when the deadline
-    passes or the attempt ends. The overrides keep both per thread (per
-    greenlet under gevent), so concurrent pulls never see each other's.
+    docker-py's ``pull()`` sends its request with no timeout and hides both
+    the connection and the response inside the stream generator. The engine
+    needs them to close the stream when the deadline passes or nobody waits
+    any more, before the daemon's first byte (dockerd answers a pull only once
+    the registry has answered) as well as after. The overrides keep them per
+    thread (per greenlet under gevent), so concurrent pulls never see each
+    other's: ``begin_pull`` names a callback that receives the connection as
+    soon as the request is sent on it.
     """
 
     def __init__(self, *args, **kwargs):
+        self._pull_local = threading.local()  # before the base class asks for /version
         super(TrackingClient, self).__init__(*args, **kwargs)
-        self._pull_local = threading.local()
+        for adapter in set(self.adapters.values()):
+            for name in ("get_connection_with_tls_context", "get_connection"):
+                if hasattr(adapter, name):
+                    setattr(adapter, name, self._tracking(getattr(adapter, name)))
 
-    def set_request_timeout(self, seconds):
-        self._pull_local.timeout = seconds
+    def _tracking(self, get_pool):
+        local = self._pull_local
+
+        def tracked_pool(*args, **kwargs):
+            pool = get_pool(*args, **kwargs)
+            if pool is not None and not getattr(pool, "_puller_tracked", False):
+                make_request = pool._make_request
+
+                def tracked_request(conn, *a, **kw):
+                    hook = getattr(local, "on_connection", None)
+                    if hook is not None:
+                        hook(conn)
+                    return make_request(conn, *a, **kw)
+
+                pool._make_request = tracked_request
+                pool._puller_tracked = True
+            return pool
+
+        return tracked_pool
+
+    def begin_pull(self, timeout, on_connection=None):
+        """The next pull of this thread: its backstop read timeout, and who hears of its connection."""
+        self._pull_local.timeout = timeout
         self._pull_local.response = None
+        self._pull_local.on_connection = on_connection
+
+    def end_pull(self):
+        """Forget this thread's pull; returns its response for closing."""
+        self._pull_local.on_connection = None
+        self._pull_local.timeout = None
+        return self.take_response()
 
     def current_response(self):
         """The streaming response of this thread's pull, if it has begun."""
@@ -72,6 +107,22 @@ class TrackingClient(APIClient):
     def take_response(self):
         response, self._pull_local.response = self.current_response(), None
         return response
+
+    @contextlib.contextmanager
+    def call_timeout(self, seconds):
+        """Within the block, this thread's plain API calls time out after ``seconds``."""
+        previous = getattr(self._pull_local, "call_timeout", None)
+        self._pull_local.call_timeout = seconds
+        try:
+            yield self
+        finally:
+            self._pull_local.call_timeout = previous
+
+    def _set_request_timeout(self, kwargs):
+        limit = getattr(self._pull_local, "call_timeout", None)
+        if limit is not None and "timeout" not in kwargs:
+            kwargs["timeout"] = limit
+        return super(TrackingClient, self)._set_request_timeout(kwargs)
 
     def _post(self, url, **kwargs):
         limit = getattr(self._pull_local, "timeout", None)
@@ -82,6 +133,17 @@ class TrackingClient(APIClient):
     def _stream_helper(self, response, decode=False):
         self._pull_local.response = response
         return super(TrackingClient, self)._stream_helper(response, decode=decode)
+
+
+def abort_connection(conn):
+    """Shut the socket of an HTTP connection, waking a thread blocked on it."""
+    sock = getattr(conn, "sock", None)
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except Exception:  # pylint: disable=broad-except
+        pass  # already closed
 
 
 def abort_response(response):

@@ -20,29 +20,23 @@ import time
 from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 
-from ._daemon import (
-    APIError,
-    DockerException,
-    RequestTimeout,
-    TrackingClient,
-    abort_response,
-    docker_base_url,
-)
-from ._errors import DaemonUnavailable, DeadlineExceeded, PullFailed, TransientPullError, pull_error
+from ._attempt import DaemonAttempt
+from ._daemon import DockerException, TrackingClient, docker_base_url
+from ._errors import DaemonUnavailable
 from ._godur import format_duration, rfc3339_now
-from ._redact import redact, secrets_of
 from ._reference import InvalidReference, parse_reference
 from ._request import POLICY_MISSING
 from ._retry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, RetryPolicy
-from ._singleflight import SingleFlight
+from ._shared import STATUS_CANCELLED, STATUS_FAILED, STATUS_PULLED, Outcome, Participant, SharedPulls
 
 DEFAULT_DEADLINE = 30 * 60.0
 DEFAULT_MAX_DAEMON_PULLS = 32
 DEFAULT_DAEMON_TIMEOUT = 10.0
+# The listing of local images after the pulls gets at most this long: a hung
+# daemon must not hold the answer past the request's deadline.
+LISTING_GRACE = 2.0
 
-STATUS_PULLED = "pulled"
 STATUS_UP_TO_DATE = "up_to_date"
-STATUS_FAILED = "failed"
 STATUS_PRESENT = "present"  # pull: missing, and the image was there: nothing asked of the registry
 STATUS_WOULD_PULL = "would_pull"  # dry run, image absent
 
@@ -73,17 +67,6 @@ class PullEvent(namedtuple("PullEvent", "kind reference attempt detail")):
     kind: ``attempt`` (an attempt starts), ``progress`` (detail: layer,
     current, total bytes), ``retry`` (detail: error, delay), ``done``
     (detail: the outcome).
-    """
-
-    __slots__ = ()
-
-
-class Outcome(namedtuple("Outcome", "status attempts error digest")):
-    """How one unique pull ended; shared by every entry that asked for it.
-
-    ``status`` is ``pulled`` for any successful pull; whether the image really
-    changed (``pulled``) or not (``up_to_date``) is decided per request from
-    its before and after listings of the local images.
     """
 
     __slots__ = ()
@@ -143,16 +126,23 @@ def _local_key(ref):
 
 
 class Engine:
-    """Pulls images through one Docker daemon. Thread-safe; share one per process."""
+    """Pulls images through one Docker daemon. Thread-safe; share one per process.
 
-    def __init__(self, config, clock=time.monotonic, sleep=time.sleep):
+    ``observer``, when set, receives every daemon attempt and retry once
+    (metrics), whatever number of requests shares them; a request's own
+    ``on_event`` receives them numbered as its own attempts.
+    """
+
+    def __init__(self, config, clock=time.monotonic, observer=None):
         self.config = config
+        self.observer = observer
         self._clock = clock
-        self._sleep = sleep
         self._client_lock = threading.Lock()
         self._client = None
         self._slots = threading.BoundedSemaphore(config.max_daemon_pulls)
-        self._flights = SingleFlight()
+        self._policy = RetryPolicy(1, config.backoff_base, config.backoff_cap)
+        attempt = DaemonAttempt(self.client, self._slots, config.deadline + config.daemon_timeout, clock=clock)
+        self._shared = SharedPulls(attempt, self._policy.delay, clock=clock, observer=self._observe)
 
     # -- the daemon -------------------------------------------------------
     def client(self):
@@ -169,16 +159,18 @@ class Engine:
                                             % (self.config.docker_host, exc))
             return self._client
 
-    def check_daemon(self):
-        """Raise ``DaemonUnavailable`` unless the daemon answers ``/_ping``."""
+    def check_daemon(self, timeout=None):
+        """Raise ``DaemonUnavailable`` unless the daemon answers ``/_ping`` (within ``timeout``)."""
         try:
-            self.client().ping()
+            client = self.client()
+            with client.call_timeout(timeout):
+                client.ping()
         except DaemonUnavailable:
             raise
         except Exception as exc:  # requests' ConnectionError, APIError, socket errors
             raise DaemonUnavailable("cannot reach the Docker daemon at %s: %s" % (self.config.docker_host, exc))
 
-    def local_images(self):
+    def local_images(self, timeout=None):
         """``{reference: image ID}`` for every tag and digest the daemon holds.
 
         One listing per request, before and after, instead of two inspects per
@@ -187,7 +179,9 @@ class Engine:
         """
         index = {}
         try:
-            images = self.client().images()
+            client = self.client()
+            with client.call_timeout(timeout):
+                images = client.images()
         except Exception as exc:  # pylint: disable=broad-except
             log.warning("cannot list local images (statuses will say pulled): %s", exc)
             return index
@@ -201,43 +195,62 @@ class Engine:
 
     def in_flight(self):
         """The pulls running now, for ``/debug/dump`` (no credentials)."""
-        return [dict(image=str(key[0]), **info) for key, info in self._flights.snapshot()]
+        return [dict(image=str(key[0]), **info) for key, info in self._shared.snapshot()]
 
     # -- pulling ----------------------------------------------------------
-    def pull(self, request, runner=run_in_threads, on_event=None):
+    def pull(self, request, runner=run_in_threads, on_event=None, cancel=None):
         """Pull every spec of a ``PullRequest``; return a ``PullReport``.
 
         Raises ``DaemonUnavailable`` before pulling anything when the daemon
         is down; any later failure is a per-image row, never an exception.
+        ``cancel`` (an Event) makes images not yet done end as ``cancelled``
+        and aborts their daemon streams.
         """
         start_at, started = rfc3339_now(), self._clock()
-        self.check_daemon()
-        before = self.local_images()
-        policy = RetryPolicy(request.attempts, self.config.backoff_base, self.config.backoff_cap)
+        deadline = min(request.deadline or self.config.deadline, self.config.deadline)
+        quick = min(self.config.daemon_timeout, deadline)
+        self.check_daemon(timeout=quick)
+        before = self.local_images(timeout=quick)
         unique = {}
         for spec in request.specs:
             unique.setdefault(_flight_key(spec), spec)
-
-        deadline = min(request.deadline or self.config.deadline, self.config.deadline)
 
         def pull_unique(item):
             key, spec = item
             t0 = self._clock()
             outcome = self._without_pull(spec, request, before) \
                 if request.dry_run or request.policy == POLICY_MISSING else None
+            if outcome is None and cancel is not None and cancel.is_set():
+                outcome = Outcome(STATUS_CANCELLED, 0, "cancelled", None)
             if outcome is None:
-                outcome = self._flights.do(key, lambda: self._pull_with_retries(spec, policy, deadline, on_event))
+                outcome = self._pull_shared(key, spec, request.attempts, deadline, on_event, cancel)
+            self._emit(on_event, "done", spec.ref, outcome.attempts, outcome)
             return key, outcome, self._clock() - t0
 
         size = min(request.concurrency, len(unique))
         results = {key: (outcome, cost) for key, outcome, cost in runner(pull_unique, list(unique.items()), size)}
-        after = self.local_images() if not request.dry_run else before
+        after = before if request.dry_run else self.local_images(
+            timeout=min(self.config.daemon_timeout, LISTING_GRACE))
         success, failure = [], []
         for spec in request.specs:
             outcome, cost = results[_flight_key(spec)]
             row = _row(spec, outcome, cost, before, after)
-            (failure if outcome.status == STATUS_FAILED else success).append(row)
+            (failure if outcome.status in (STATUS_FAILED, STATUS_CANCELLED) else success).append(row)
         return PullReport(success, failure, start_at, self._clock() - started)
+
+    def _pull_shared(self, key, spec, attempts, deadline, on_event, cancel):
+        ref = spec.ref
+
+        def emit(kind, attempt, detail):
+            self._emit(on_event, kind, ref, attempt, detail)
+
+        participant = Participant(
+            deadline, attempts, "timeout: pull of %s exceeded the deadline of %s" % (ref, format_duration(deadline)),
+            clock=self._clock, emit=emit, cancel=cancel)
+        outcome = self._shared.pull(key, participant, spec)
+        log.info("pull %s: %s after %d attempt(s)%s", ref, outcome.status, outcome.attempts,
+                 ": " + outcome.error if outcome.error else "")
+        return outcome
 
     def _emit(self, on_event, kind, ref, attempt=None, detail=None):
         if on_event is None:
@@ -246,6 +259,10 @@ class Engine:
             on_event(PullEvent(kind, str(ref), attempt, detail))
         except Exception:  # pylint: disable=broad-except
             log.exception("event callback failed; the pull goes on")
+
+    def _observe(self, kind, flight, detail):
+        if self.observer is not None:
+            self._emit(self.observer, kind, flight.payload.ref, flight.attempt, detail)
 
     @staticmethod
     def _without_pull(spec, request, before):
@@ -256,119 +273,6 @@ class Engine:
             return Outcome(STATUS_WOULD_PULL, 0, None, None)
         return None
 
-    def _pull_with_retries(self, spec, policy, deadline, on_event):
-        ref, secrets = spec.ref, secrets_of(spec.auth_config)
-        t0 = self._clock()
-        deadline_at = t0 + deadline
-        attempt, error, digest = 0, None, None
-        while True:
-            attempt += 1
-            self._flights.note(_flight_key(spec), attempt=attempt)
-            self._emit(on_event, "attempt", ref, attempt)
-            a0 = self._clock()
-            try:
-                digest = self._attempt(spec, deadline_at, deadline, secrets, on_event, attempt)
-                error = None
-            except PullFailed as exc:
-                error = exc
-            log.info("pull %s attempt %d/%d %s in %s", ref, attempt, policy.attempts,
-                     "ok" if error is None else "failed (%s): %s" % (
-                         "retryable" if error.retryable else "permanent", error.message),
-                     format_duration(self._clock() - a0))
-            if error is None or not policy.should_retry(attempt, error):
-                break
-            remaining = deadline_at - self._clock()
-            delay = policy.delay(attempt)
-            if delay >= remaining:
-                break
-            self._emit(on_event, "retry", ref, attempt, {"error": error.message, "delay": delay})
-            self._sleep(delay)
-        if error is not None:
-            outcome = Outcome(STATUS_FAILED, attempt, error.message, None)
-        else:
-            outcome = Outcome(STATUS_PULLED, attempt, None, digest)
-        self._emit(on_event, "done", ref, attempt, outcome)
-        return outcome
-
-    def _attempt(self, spec, deadline_at, deadline, secrets, on_event, attempt):
-        """One pull through the daemon; returns the digest or raises PullFailed."""
-        remaining = deadline_at - self._clock()
-        if remaining <= 0 or not self._slots.acquire(timeout=remaining):
-            raise DeadlineExceeded("timeout: no pull slot free within the deadline of %s"
-                                   % format_duration(deadline))
-        try:
-            try:
-                client = self.client()
-            except DaemonUnavailable as exc:
-                raise TransientPullError(str(exc))
-            client.set_request_timeout(max(0.001, deadline_at - self._clock()))
-            watchdog = _Watchdog(deadline_at - self._clock())
-            try:
-                return self._stream(client, spec, on_event, attempt, watchdog, secrets, deadline)
-            finally:
-                watchdog.cancel()
-                abort_response(client.take_response())
-        finally:
-            self._slots.release()
-
-    def _stream(self, client, spec, on_event, attempt, watchdog, secrets, deadline):
-        ref, digest = spec.ref, None
-        timeout_msg = "timeout: pull of %s exceeded the deadline of %s" % (ref, format_duration(deadline))
-        try:
-            events = client.pull(ref.name, tag=ref.pull_tag, stream=True, decode=True,
-                                 auth_config=dict(spec.auth_config))
-            watchdog.arm(client.current_response())
-            for event in events:
-                if "error" in event or "errorDetail" in event:
-                    detail = event.get("errorDetail") or {}
-                    message = detail.get("message") or event.get("error") or "unknown error"
-                    raise pull_error(redact(message, secrets))
-                status = event.get("status") or ""
-                if status.startswith("Digest: "):
-                    digest = status[len("Digest: "):].strip()
-                progress = event.get("progressDetail") or {}
-                if on_event is not None and progress.get("total"):
-                    self._emit(on_event, "progress", ref, attempt, {
-                        "layer": event.get("id"), "current": progress.get("current", 0),
-                        "total": progress["total"], "phase": status})
-        except PullFailed:
-            raise
-        except APIError as exc:
-            if watchdog.fired:
-                raise DeadlineExceeded(timeout_msg)
-            raise pull_error(redact(exc.explanation or str(exc), secrets), exc.status_code)
-        except Exception as exc:  # the stream broke: daemon restart, reset, timeout
-            if watchdog.fired or isinstance(exc, RequestTimeout):
-                raise DeadlineExceeded(timeout_msg)
-            raise TransientPullError(redact("error talking to the Docker daemon: %s" % (exc,), secrets))
-        if watchdog.fired:
-            raise DeadlineExceeded(timeout_msg)
-        return digest
-
-
 def _flight_key(spec):
     """Same reference and same credentials: one pull serves them all."""
     return (spec.ref, tuple(sorted(spec.auth_config.items())))
-
-
-class _Watchdog:
-    """Aborts the stream in flight when the image's deadline passes."""
-
-    def __init__(self, seconds):
-        self.fired = False
-        self._response = None
-        self._timer = threading.Timer(max(0.0, seconds), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def arm(self, response):
-        self._response = response
-        if self.fired:
-            abort_response(response)
-
-    def _fire(self):
-        self.fired = True
-        abort_response(self._response)
-
-    def cancel(self):
-        self._timer.cancel()

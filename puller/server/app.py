@@ -74,6 +74,7 @@ class Api:
         self.config = config
         self.runner = runner
         self.metrics = Metrics(engine.in_flight)
+        engine.observer = self.metrics.on_event  # each daemon attempt once, however many requests share it
         self.start_at = rfc3339_now()
         self.app = bottle.Bottle(catchall=True, autojson=False)
         self.app.default_error_handler = self._default_error
@@ -170,7 +171,7 @@ class Api:
             self.metrics.observe(400)
             return _error(400, exc.message, exc.field)
         try:
-            report = self.engine.pull(request, runner=self.runner, on_event=self.metrics.on_event)
+            report = self.engine.pull(request, runner=self.runner)
         except DaemonUnavailable as exc:
             self.metrics.observe(503)
             return _error(503, str(exc), "docker_socket", {"Retry-After": "5"})

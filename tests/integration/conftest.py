@@ -162,12 +162,11 @@ class ServerProcess:
                "--docker-socket", ground.socket, "--backoff-base", "50ms", "--drain-timeout", "30s"]
         cmd += list(args)
         self._log = open(self.log_path, "wb")
-        preexec = None
-        if nofile is not None:  # (soft, hard) open-file limit of the server process
-            def preexec():
-                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+        def limit_files():  # (soft, hard) open-file limit of the server process
+            resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
-                                     preexec_fn=preexec)
+                                     preexec_fn=limit_files if nofile is not None else None)
         deadline = time.monotonic() + 20
         while True:
             try:

@@ -1,0 +1,155 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) puller developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One attempt of a shared pull: a daemon slot, the pull stream, its watchdog.
+
+An attempt serves every participant of its flight, so it is bounded by the
+flight's *latest* deadline among those still waiting, and abandoned (its
+daemon stream closed) the moment nobody waits any more.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import logging
+import threading
+import time
+
+from ._daemon import APIError, RequestTimeout, abort_connection, abort_response
+from ._errors import DaemonUnavailable, DeadlineExceeded, PullFailed, TransientPullError, pull_error
+from ._godur import format_duration
+from ._redact import redact, secrets_of
+
+log = logging.getLogger("puller.engine")
+
+
+class DaemonAttempt:
+    """``attempt(flight)``: pull ``flight.payload`` (a ``PullSpec``) once.
+
+    ``client`` returns the shared ``TrackingClient``; ``slots`` is the
+    server-wide semaphore of daemon pulls; ``backstop`` is a read timeout
+    that only matters if the watchdog itself failed.
+    """
+
+    def __init__(self, client, slots, backstop, clock=time.monotonic):
+        self._client = client
+        self._slots = slots
+        self._backstop = backstop
+        self._clock = clock
+
+    def __call__(self, flight):
+        """One pull through the daemon; returns the digest or raises PullFailed."""
+        spec = flight.payload
+        a0 = self._clock()
+        try:
+            digest = self._attempt_with_slot(flight, spec)
+        except PullFailed as exc:
+            log.info("pull %s attempt %d/%d failed (%s) in %s: %s", spec.ref, flight.attempt, flight.budget(),
+                     "retryable" if exc.retryable else "permanent", format_duration(self._clock() - a0), exc.message)
+            raise
+        log.info("pull %s attempt %d/%d ok in %s", spec.ref, flight.attempt, flight.budget(),
+                 format_duration(self._clock() - a0))
+        return digest
+
+    def _attempt_with_slot(self, flight, spec):
+        timeout_msg = "timeout: no pull slot free within the deadline"
+        while True:  # in slices, so that an abandoned flight stops waiting
+            remaining = flight.deadline_at() - self._clock()
+            if remaining <= 0 or not flight.active():
+                raise DeadlineExceeded(timeout_msg)
+            if self._slots.acquire(timeout=min(remaining, 1.0)):
+                break
+        try:
+            try:
+                client = self._client()
+            except DaemonUnavailable as exc:
+                raise TransientPullError(str(exc))
+            watchdog = _Watchdog(flight, self._clock)
+            # The watchdog bounds the attempt; the read timeout is a backstop only.
+            client.begin_pull(self._backstop, watchdog.arm_connection)
+            try:
+                return self._stream(client, flight, spec, watchdog)
+            finally:
+                watchdog.cancel()
+                abort_response(client.end_pull())
+        finally:
+            self._slots.release()
+
+    def _stream(self, client, flight, spec, watchdog):
+        ref, digest, secrets = spec.ref, None, secrets_of(spec.auth_config)
+        timeout_msg = "timeout: pull of %s exceeded the deadline" % (ref,)
+        try:
+            events = client.pull(ref.name, tag=ref.pull_tag, stream=True, decode=True,
+                                 auth_config=dict(spec.auth_config))
+            watchdog.arm(client.current_response())
+            for event in events:
+                if "error" in event or "errorDetail" in event:
+                    detail = event.get("errorDetail") or {}
+                    message = detail.get("message") or event.get("error") or "unknown error"
+                    raise pull_error(redact(message, secrets))
+                status = event.get("status") or ""
+                if status.startswith("Digest: "):
+                    digest = status[len("Digest: "):].strip()
+                progress = event.get("progressDetail") or {}
+                if progress.get("total"):
+                    flight.emit("progress", {"layer": event.get("id"), "current": progress.get("current", 0),
+                                             "total": progress["total"], "phase": status})
+        except PullFailed:
+            raise
+        except APIError as exc:
+            if watchdog.fired:
+                raise DeadlineExceeded(timeout_msg)
+            raise pull_error(redact(exc.explanation or str(exc), secrets), exc.status_code)
+        except Exception as exc:  # the stream broke: daemon restart, reset, timeout
+            if watchdog.fired or isinstance(exc, RequestTimeout):
+                raise DeadlineExceeded(timeout_msg)
+            raise TransientPullError(redact("error talking to the Docker daemon: %s" % (exc,), secrets))
+        if watchdog.fired:
+            raise DeadlineExceeded(timeout_msg)
+        return digest
+
+
+class _Watchdog:
+    """Closes the daemon stream when the flight's latest deadline passes or
+    nobody waits for it any more (deadlines, cancels)."""
+
+    def __init__(self, flight, clock):
+        self.fired = False
+        self._flight = flight
+        self._clock = clock
+        self._response = None
+        self._connection = None
+        self._stopped = False
+        thread = threading.Thread(target=self._watch, name="watchdog")
+        thread.daemon = True
+        thread.start()
+
+    def _watch(self):
+        flight = self._flight
+        with flight.cond:
+            while not self._stopped:
+                left = flight.deadline_at() - self._clock()
+                if left <= 0 or not flight.active():
+                    break
+                flight.cond.wait(left)
+            if self._stopped:
+                return
+            self.fired = True
+        abort_connection(self._connection)
+        abort_response(self._response)
+
+    def arm_connection(self, conn):
+        self._connection = conn
+        if self.fired:
+            abort_connection(conn)
+
+    def arm(self, response):
+        self._response = response
+        if self.fired:
+            abort_response(response)
+
+    def cancel(self):
+        with self._flight.cond:
+            self._stopped = True
+            self._flight.cond.notify_all()
