@@ -1,13 +1,16 @@
 """The CLI's commands. ``puller.cli`` imports this after any monkey patching.
 
 Exit codes: 0 success, 1 at least one image failed, 2 bad input,
-3 the Docker daemon is unreachable.
+3 the Docker daemon is unreachable, 130 interrupted (Ctrl-C).
 """
 
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 
 import puller
 from puller import settings
@@ -15,6 +18,8 @@ from puller.config import from_sources
 from puller.core._errors import DaemonUnavailable, InvalidRequest
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DAEMON = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+INTERRUPT_GRACE = 3.0
 
 
 def _parser():
@@ -51,21 +56,66 @@ def _serve(args):
 
 def _pull(args):
     from puller._progress import ProgressPrinter
-    from puller.core._engine import Engine, row_reference
+    from puller.core._engine import Engine
     from puller.core._request import parse_pull_request
 
-    config = from_sources({"docker_socket": args.docker_socket, "deadline": args.deadline})
+    config = from_sources({"docker_socket": args.docker_socket, "deadline": args.deadline},
+                          names=("docker_socket", "deadline"))
     request = parse_pull_request({"images": args.images, "concurrency": args.concurrency, "retry": args.retry})
     engine = Engine(config.engine_config())
+    cancel, done = threading.Event(), threading.Event()
+    outcome = {}
+
+    def work():
+        try:
+            outcome["report"] = engine.pull(request, on_event=progress.on_event, cancel=cancel)
+        except BaseException as exc:  # pylint: disable=broad-except
+            outcome["error"] = exc
+        finally:
+            done.set()
+
     with ProgressPrinter(total=len(request.specs), enabled=not args.json) as progress:
-        report = engine.pull(request, on_event=progress.on_event)
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
-    else:
-        for row in report.success + report.failure:
-            name = row_reference(row)
-            print("%-10s %s  %s  attempts=%d %s" % (row["status"], name, row["cost"], row["retried"], row["errmsg"]))
+        worker = threading.Thread(target=work, name="pull", daemon=True)
+        worker.start()
+        interrupted = _wait_interruptibly(done, cancel)
+    if "error" in outcome:
+        raise outcome["error"]
+    report = outcome.get("report")
+    if report is not None:
+        _print_report(report, args.json)
+    if interrupted:
+        print("puller: interrupted; the pulls in flight were aborted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _wait_interruptibly(done, cancel):
+    """Wait for the pull; the first Ctrl-C cancels it (closing the daemon
+    streams) and waits a moment for the rows, a second one leaves at once.
+
+    An Event, not ``Thread.join``: a join interrupted by KeyboardInterrupt
+    can take the thread for finished (CPython before 3.13).
+    """
+    try:
+        while not done.wait(0.2):
+            pass
+        return False
+    except KeyboardInterrupt:
+        cancel.set()
+        signal.signal(signal.SIGINT, lambda *_a: os._exit(EXIT_INTERRUPTED))
+        done.wait(INTERRUPT_GRACE)
+        return True
+
+
+def _print_report(report, as_json):
+    from puller.core._engine import row_reference
+
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return
+    for row in report.success + report.failure:
+        print("%-10s %s  %s  attempts=%d %s" % (row["status"], row_reference(row), row["cost"], row["retried"],
+                                                row["errmsg"]))
 
 
 def run(argv):
@@ -77,6 +127,8 @@ def run(argv):
         return EXIT_OK
     try:
         return _serve(args) if args.command == "serve" else _pull(args)
+    except KeyboardInterrupt:  # before the pull started, or in serve's start-up
+        return EXIT_INTERRUPTED
     except InvalidRequest as exc:
         print("puller: %s: %s" % (exc.field, exc.message), file=sys.stderr)
         return EXIT_USAGE

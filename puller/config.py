@@ -71,11 +71,17 @@ def _raw_value(setting, flags, environ):
     return None, None
 
 
-def from_sources(flags: dict, environ=None) -> "ServerConfig":
-    """Build the config from parsed flags (None = not given) and the environment."""
+def from_sources(flags: dict, environ=None, names=None) -> "ServerConfig":
+    """Build the config from parsed flags (None = not given) and the environment.
+
+    ``names`` limits which settings are read (the CLI's ``pull`` reads only
+    its own); the others keep their defaults.
+    """
     environ = os.environ if environ is None else environ
     values = {}
     for setting in settings.SETTINGS:
+        if names is not None and setting.name not in names:
+            continue
         raw, where = _raw_value(setting, flags, environ)
         if raw is None:
             continue

@@ -99,14 +99,14 @@ class DaemonAttempt:
             raise
         except APIError as exc:
             if watchdog.fired:
-                raise DeadlineExceeded(timeout_msg)
+                raise watchdog.error(timeout_msg)
             raise pull_error(redact(exc.explanation or str(exc), secrets), exc.status_code)
         except Exception as exc:  # the stream broke: daemon restart, reset, timeout
             if watchdog.fired or isinstance(exc, RequestTimeout):
-                raise DeadlineExceeded(timeout_msg)
+                raise watchdog.error(timeout_msg)
             raise TransientPullError(redact("error talking to the Docker daemon: %s" % (exc,), secrets))
         if watchdog.fired:
-            raise DeadlineExceeded(timeout_msg)
+            raise watchdog.error(timeout_msg)
         return digest
 
 
@@ -116,6 +116,7 @@ class _Watchdog:
 
     def __init__(self, flight, clock):
         self.fired = False
+        self.abandoned = False
         self._flight = flight
         self._clock = clock
         self._response = None
@@ -136,8 +137,16 @@ class _Watchdog:
             if self._stopped:
                 return
             self.fired = True
+            self.abandoned = not flight.active()
         abort_connection(self._connection)
         abort_response(self._response)
+
+    def error(self, timeout_message):
+        """Why the stream was closed, as the attempt's error."""
+        if self.abandoned:
+            return TransientPullError("aborted: every request waiting for this pull left (cancelled or past "
+                                      "its own deadline)")
+        return DeadlineExceeded(timeout_message)
 
     def arm_connection(self, conn):
         self._connection = conn
