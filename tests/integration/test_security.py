@@ -80,3 +80,22 @@ def test_in_flight_pull_shows_in_debug_dump(clean, server, proxy):
         assert "Pw-In-Flight-42" not in dump.text
     finally:
         t.join(30)
+
+
+def test_wrong_short_or_wordlike_passwords_leave_messages_intact(clean, server):
+    # Before: masking by substring turned "unauthorized: authentication
+    # required" into "un********uthorized: ..." for the password "a",
+    # giving the password away by elimination.
+    ground = clean
+    passwords = ["a", ":", "unauthorized", "authentication required", "e"]
+    body = {"retry": 1, "concurrency": 5, "images": [
+        {"image": ground.private_image(1), "project": p, "auth_config": {"username": ground.user, "password": p}}
+        for p in passwords]}
+    resp = server.pull(body)
+    assert resp.status_code == 500
+    rows = resp.json()["failure"]
+    assert len(rows) == len(passwords)
+    for row in rows:
+        assert "unauthorized" in row["errmsg"] and "authentication required" in row["errmsg"], row
+        assert "*" not in row["errmsg"], row
+    assert "********" not in server.log()
