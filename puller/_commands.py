@@ -128,6 +128,7 @@ def run(argv):
     try:
         return _serve(args) if args.command == "serve" else _pull(args)
     except KeyboardInterrupt:  # before the pull started, or in serve's start-up
+        signal.signal(signal.SIGINT, lambda *_a: os._exit(EXIT_INTERRUPTED))
         return EXIT_INTERRUPTED
     except InvalidRequest as exc:
         print("puller: %s: %s" % (exc.field, exc.message), file=sys.stderr)

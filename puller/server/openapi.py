@@ -24,7 +24,7 @@ _ROW = {
         "digest": {"type": "string"},
         "id": {"type": "string"},
         "previous_id": {"type": "string"},
-        "status": {"type": "string", "enum": ["pulled", "up_to_date", "present", "would_pull", "failed"]},
+        "status": {"type": "string", "enum": ["pulled", "up_to_date", "present", "would_pull", "failed", "cancelled"]},
     },
 }
 _REPORT = {
@@ -77,6 +77,7 @@ def openapi_document(version):
     errors = {
         "400": _json("Error", "Bad input; field names the culprit."),
         "401": _json("Error", "A token is configured and was not given."),
+        "408": _json("Error", "The body did not arrive in time."),
         "413": _json("Error", "Body too large."),
         "503": _json("Error", "The Docker daemon is unreachable."),
     }

@@ -72,7 +72,10 @@ def test_a_second_ctrl_c_leaves_at_once(clean, proxy):
     proxy.reset_stats(Rules(delay=30))
     proc = _cli("--docker-socket", clean.socket, clean.image(15, registry=proxy.address))
     try:
-        time.sleep(2.0)
+        for _ in range(200):  # until the daemon asks the registry
+            if proxy.manifest_requests:
+                break
+            time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
