@@ -33,7 +33,11 @@ class _ConfigMethods:
     def engine_config(self) -> EngineConfig:
         return EngineConfig(docker_host=self.docker_socket, deadline=self.deadline,
                             max_daemon_pulls=self.max_daemon_pulls, backoff_base=self.backoff_base,
-                            backoff_cap=self.backoff_cap)
+                            backoff_cap=self.backoff_cap, stall_timeout=self.stall_timeout)
+
+    @property
+    def state_path(self) -> str:
+        return self.state_dir or settings.default_state_dir()
 
     def public(self) -> dict:
         """What ``/debug/dump`` shows: everything but secrets."""

@@ -13,9 +13,10 @@ Parsers take the raw text (or an already typed value from code) and raise
 
 import dataclasses
 import math
+import os
 from typing import Any, Callable, Optional
 
-from puller.core._engine import DEFAULT_DEADLINE, DEFAULT_MAX_DAEMON_PULLS
+from puller.core._engine import DEFAULT_DEADLINE, DEFAULT_MAX_DAEMON_PULLS, DEFAULT_STALL_TIMEOUT
 from puller.core._godur import format_duration, parse_duration
 from puller.core._request import DEFAULT_MAX_IMAGES
 from puller.core._retry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP
@@ -52,6 +53,27 @@ def positive_duration(value):
     return seconds
 
 
+def boolean(value):
+    if isinstance(value, bool):
+        return value
+    text_value = str(value).strip().lower()
+    if text_value in ("1", "true", "yes", "on"):
+        return True
+    if text_value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def directory(value):
+    return os.path.abspath(os.path.expanduser(text(value)))
+
+
+def default_state_dir():
+    """Per user, as the XDG base directories say; the container image sets /var/lib/puller."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "puller")
+
+
 def listen_address(value):
     value = text(value)
     parse_listen(value)
@@ -78,6 +100,7 @@ class Setting:
     show: str = SHOW_PLAIN
     flag: Optional[str] = ""  # "" derives --name-with-dashes; None: environment only
     metavar: Optional[str] = None
+    switch: bool = False  # a flag without a value that turns a default-on boolean off ("--no-...")
 
     @property
     def option(self):
@@ -122,6 +145,19 @@ SETTINGS = (
             "first retry delay, doubled per attempt (with jitter)", show=SHOW_DURATION),
     Setting("backoff_cap", "PULLER_BACKOFF_CAP", DEFAULT_BACKOFF_CAP, positive_duration,
             "longest retry delay", show=SHOW_DURATION),
+    Setting("stall_timeout", "PULLER_STALL_TIMEOUT", DEFAULT_STALL_TIMEOUT, positive_duration,
+            "an attempt whose daemon stream sends no event at all for this long is aborted and retried "
+            "(within the deadline)", show=SHOW_DURATION),
+    Setting("state_dir", "PULLER_STATE_DIR", None, directory,
+            "where the job store lives (SQLite); default `$XDG_STATE_HOME/puller` or "
+            "`~/.local/state/puller`, `/var/lib/puller` in the container image", metavar="DIR"),
+    Setting("max_jobs", "PULLER_MAX_JOBS", 100, positive_int,
+            "most jobs queued or running at once; beyond it `POST /jobs` answers 429", metavar="N"),
+    Setting("job_retention", "PULLER_JOB_RETENTION", 7 * 24 * 3600.0, positive_duration,
+            "ended jobs older than this are deleted from the store", show=SHOW_DURATION),
+    Setting("resume", "PULLER_RESUME", True, boolean,
+            "resume jobs that were queued or running when the last process stopped; `--no-resume` (or "
+            "`PULLER_RESUME=false`) marks them interrupted instead", flag="--no-resume", switch=True),
     Setting("drain_timeout", "PULLER_DRAIN_TIMEOUT", 60.0, positive_duration,
             "on SIGTERM/SIGINT: stop accepting, let in-flight requests finish this long, exit 0",
             show=SHOW_DURATION),
@@ -144,9 +180,13 @@ def add_arguments(parser, names=None):
         if setting.option is None or (names is not None and setting.name not in names):
             continue
         default = setting.shown(setting.default) if setting.default is not None else "none"
-        parser.add_argument(setting.option, dest=setting.name, metavar=setting.shown_metavar,
-                            help="%s (env %s; default %s)" % (setting.help.replace("`", "").replace("%", "%%"),
-                                                              setting.env, default))
+        text_help = "%s (env %s; default %s)" % (setting.help.replace("`", "").replace("%", "%%"), setting.env,
+                                                 default)
+        if setting.switch:
+            parser.add_argument(setting.option, dest=setting.name, action="store_const", const="false",
+                                help=text_help)
+        else:
+            parser.add_argument(setting.option, dest=setting.name, metavar=setting.shown_metavar, help=text_help)
 
 
 def public(config):

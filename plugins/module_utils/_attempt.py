@@ -20,6 +20,7 @@ from ._daemon import APIError, RequestTimeout, abort_connection, abort_response
 from ._errors import DaemonUnavailable, DeadlineExceeded, PullFailed, TransientPullError, pull_error
 from ._godur import format_duration
 from ._redact import redact, secrets_of
+from ._stream import KIND_DIGEST, KIND_ERROR, KIND_LAYER, KIND_PROGRESS, read_event
 
 log = logging.getLogger("puller.engine")
 
@@ -32,10 +33,11 @@ class DaemonAttempt:
     that only matters if the watchdog itself failed.
     """
 
-    def __init__(self, client, slots, backstop, clock=time.monotonic):
+    def __init__(self, client, slots, backstop, stall_timeout=None, clock=time.monotonic):
         self._client = client
         self._slots = slots
         self._backstop = backstop
+        self._stall_timeout = stall_timeout
         self._clock = clock
 
     def __call__(self, flight):
@@ -65,7 +67,7 @@ class DaemonAttempt:
                 client = self._client()
             except DaemonUnavailable as exc:
                 raise TransientPullError(str(exc))
-            watchdog = _Watchdog(flight, self._clock)
+            watchdog = _Watchdog(flight, self._clock, self._stall_timeout)
             # The watchdog bounds the attempt; the read timeout is a backstop only.
             client.begin_pull(self._backstop, watchdog.arm_connection)
             try:
@@ -83,18 +85,15 @@ class DaemonAttempt:
             events = client.pull(ref.name, tag=ref.pull_tag, stream=True, decode=True,
                                  auth_config=dict(spec.auth_config))
             watchdog.arm(client.current_response())
-            for event in events:
-                if "error" in event or "errorDetail" in event:
-                    detail = event.get("errorDetail") or {}
-                    message = detail.get("message") or event.get("error") or "unknown error"
-                    raise pull_error(redact(message, secrets))
-                status = event.get("status") or ""
-                if status.startswith("Digest: "):
-                    digest = status[len("Digest: "):].strip()
-                progress = event.get("progressDetail") or {}
-                if progress.get("total"):
-                    flight.emit("progress", {"layer": event.get("id"), "current": progress.get("current", 0),
-                                             "total": progress["total"], "phase": status})
+            for raw in events:
+                watchdog.alive()
+                event = read_event(raw)
+                if event.kind == KIND_ERROR:
+                    raise pull_error(redact(event.detail, secrets))
+                if event.kind == KIND_DIGEST:
+                    digest = event.detail
+                elif event.kind in (KIND_PROGRESS, KIND_LAYER):
+                    flight.emit(event.kind, event.detail)
         except PullFailed:
             raise
         except APIError as exc:
@@ -111,14 +110,18 @@ class DaemonAttempt:
 
 
 class _Watchdog:
-    """Closes the daemon stream when the flight's latest deadline passes or
-    nobody waits for it any more (deadlines, cancels)."""
+    """Closes the daemon stream when the flight's latest deadline passes, when
+    nobody waits for it any more (deadlines, cancels), or when the daemon has
+    sent no event at all for the stall timeout (any event counts: extraction
+    and the containerd image store report little or no byte progress)."""
 
-    def __init__(self, flight, clock):
+    def __init__(self, flight, clock, stall_timeout=None):
         self.fired = False
-        self.abandoned = False
+        self.reason = None
         self._flight = flight
         self._clock = clock
+        self._stall_timeout = stall_timeout
+        self._last_event = clock()
         self._response = None
         self._connection = None
         self._stopped = False
@@ -126,26 +129,41 @@ class _Watchdog:
         thread.daemon = True
         thread.start()
 
+    def alive(self):
+        """The daemon sent an event."""
+        self._last_event = self._clock()
+
     def _watch(self):
         flight = self._flight
         with flight.cond:
             while not self._stopped:
-                left = flight.deadline_at() - self._clock()
-                if left <= 0 or not flight.active():
+                now = self._clock()
+                left = flight.deadline_at() - now
+                if not flight.active():
+                    self.reason = "abandoned"
+                elif left <= 0:
+                    self.reason = "deadline"
+                elif self._stall_timeout and now - self._last_event >= self._stall_timeout:
+                    self.reason = "stalled"
+                if self.reason:
                     break
-                flight.cond.wait(left)
+                if self._stall_timeout:
+                    left = min(left, self._last_event + self._stall_timeout - now)
+                flight.cond.wait(max(0.01, left))
             if self._stopped:
                 return
             self.fired = True
-            self.abandoned = not flight.active()
         abort_connection(self._connection)
         abort_response(self._response)
 
     def error(self, timeout_message):
         """Why the stream was closed, as the attempt's error."""
-        if self.abandoned:
+        if self.reason == "abandoned":
             return TransientPullError("aborted: every request waiting for this pull left (cancelled or past "
                                       "its own deadline)")
+        if self.reason == "stalled":
+            return TransientPullError("stalled: the Docker daemon sent nothing for %s"
+                                      % format_duration(self._stall_timeout))
         return DeadlineExceeded(timeout_message)
 
     def arm_connection(self, conn):

@@ -32,6 +32,7 @@ from ._shared import STATUS_CANCELLED, STATUS_FAILED, STATUS_PULLED, Outcome, Pa
 DEFAULT_DEADLINE = 30 * 60.0
 DEFAULT_MAX_DAEMON_PULLS = 32
 DEFAULT_DAEMON_TIMEOUT = 10.0
+DEFAULT_STALL_TIMEOUT = 120.0
 # The listing of local images after the pulls gets at most this long: a hung
 # daemon must not hold the answer past the request's deadline.
 LISTING_GRACE = 2.0
@@ -44,30 +45,39 @@ log = logging.getLogger("puller.engine")
 
 
 class EngineConfig(namedtuple("EngineConfig", "docker_host api_version deadline max_daemon_pulls "
-                                              "daemon_timeout backoff_base backoff_cap")):
+                                              "daemon_timeout backoff_base backoff_cap stall_timeout")):
     """Frozen engine settings; build it with keyword arguments."""
 
     __slots__ = ()
 
     def __new__(cls, docker_host=None, api_version="auto", deadline=DEFAULT_DEADLINE,
                 max_daemon_pulls=DEFAULT_MAX_DAEMON_PULLS, daemon_timeout=DEFAULT_DAEMON_TIMEOUT,
-                backoff_base=DEFAULT_BACKOFF_BASE, backoff_cap=DEFAULT_BACKOFF_CAP):
+                backoff_base=DEFAULT_BACKOFF_BASE, backoff_cap=DEFAULT_BACKOFF_CAP,
+                stall_timeout=DEFAULT_STALL_TIMEOUT):
         if deadline <= 0:
             raise ValueError("deadline must be positive")
         if max_daemon_pulls < 1:
             raise ValueError("max_daemon_pulls must be >= 1")
         return super(EngineConfig, cls).__new__(
             cls, docker_base_url(docker_host), api_version or "auto", float(deadline),
-            int(max_daemon_pulls), float(daemon_timeout), float(backoff_base), float(backoff_cap))
+            int(max_daemon_pulls), float(daemon_timeout), float(backoff_base), float(backoff_cap),
+            float(stall_timeout) if stall_timeout else None)
 
 
 class PullEvent(namedtuple("PullEvent", "kind reference attempt detail")):
     """What the engine reports while it works.
 
     kind: ``attempt`` (an attempt starts), ``progress`` (detail: layer,
-    current, total bytes), ``retry`` (detail: error, delay), ``done``
-    (detail: the outcome).
+    phase, current and total bytes), ``layer`` (a layer's phase changed, no
+    byte counts; ``done`` says it is complete), ``retry`` (detail: error,
+    delay), ``done`` (detail: a ``Done``).
     """
+
+    __slots__ = ()
+
+
+class Done(namedtuple("Done", "status attempts error digest cost")):
+    """The detail of a ``done`` event: how an image ended, and how long it took."""
 
     __slots__ = ()
 
@@ -141,7 +151,8 @@ class Engine:
         self._client = None
         self._slots = threading.BoundedSemaphore(config.max_daemon_pulls)
         self._policy = RetryPolicy(1, config.backoff_base, config.backoff_cap)
-        attempt = DaemonAttempt(self.client, self._slots, config.deadline + config.daemon_timeout, clock=clock)
+        attempt = DaemonAttempt(self.client, self._slots, config.deadline + config.daemon_timeout,
+                                stall_timeout=config.stall_timeout, clock=clock)
         self._shared = SharedPulls(attempt, self._policy.delay, clock=clock, observer=self._observe)
 
     # -- the daemon -------------------------------------------------------
@@ -224,8 +235,9 @@ class Engine:
                 outcome = Outcome(STATUS_CANCELLED, 0, "cancelled", None)
             if outcome is None:
                 outcome = self._pull_shared(key, spec, request.attempts, deadline, on_event, cancel)
-            self._emit(on_event, "done", spec.ref, outcome.attempts, outcome)
-            return key, outcome, self._clock() - t0
+            cost = self._clock() - t0
+            self._emit(on_event, "done", spec.ref, outcome.attempts, Done(*(tuple(outcome) + (cost,))))
+            return key, outcome, cost
 
         size = min(request.concurrency, len(unique))
         results = {key: (outcome, cost) for key, outcome, cost in runner(pull_unique, list(unique.items()), size)}

@@ -14,27 +14,19 @@ import bottle
 
 import puller
 from puller.core._engine import run_in_threads
-from puller.core._errors import DaemonUnavailable, InvalidRequest
+from puller.core._errors import InvalidRequest
 from puller.core._godur import rfc3339_now
 from puller.core._request import parse_pull_request
+from puller.jobs.model import SUCCEEDED
+from puller.server.answers import error_answer, json_answer
+from puller.server.jobs_api import NDJSON, JobRoutes, wants
 from puller.server.metrics import Metrics
 from puller.server.openapi import openapi_document
 
 log = logging.getLogger("puller.server")
 
 
-def _json(status, payload, headers=None):
-    body = json.dumps(payload)
-    all_headers = {"Content-Type": "application/json"}
-    all_headers.update(headers or {})
-    return bottle.HTTPResponse(body=body, status=status, headers=all_headers)
-
-
-def _error(status, message, field=None, headers=None):
-    payload = {"error": message}
-    if field:
-        payload["field"] = field
-    return _json(status, payload, headers)
+_json, _error = json_answer, error_answer
 
 
 def _no_constant(name):
@@ -69,11 +61,14 @@ def version_info():
 class Api:
     """Holds what the routes need; ``app`` is the Bottle object to serve."""
 
-    def __init__(self, engine, config, runner=run_in_threads):
+    def __init__(self, engine, config, jobs, runner=run_in_threads):
         self.engine = engine
         self.config = config
         self.runner = runner
-        self.metrics = Metrics(engine.in_flight)
+        self.jobs = jobs
+        self.draining = False
+        self.metrics = Metrics(engine.in_flight, jobs.store.counts_by_status)
+        jobs.metrics = self.metrics
         engine.observer = self.metrics.on_event  # each daemon attempt once, however many requests share it
         self.start_at = rfc3339_now()
         self.app = bottle.Bottle(catchall=True, autojson=False)
@@ -83,6 +78,7 @@ class Api:
         self.app.route("/pull", "POST", self._authorized(self.pull))
         self.app.route("/openapi.json", "GET", self._authorized(self.openapi))
         self.app.route("/metrics", "GET", self._authorized(self.prometheus))
+        JobRoutes(self).install(self.app, self._authorized)
 
     # -- plumbing -----------------------------------------------------------
     @staticmethod
@@ -115,7 +111,7 @@ class Api:
 
         return check
 
-    def _read_json(self):
+    def read_json(self):
         """The request body as JSON, read straight from ``wsgi.input``.
 
         gevent has already de-chunked a chunked body (Bottle would try again
@@ -164,17 +160,25 @@ class Api:
         return _json(200, openapi_document(puller.__version__))
 
     def pull(self):
-        body = self._read_json()
+        """The original's ``/pull``, run as a job so that it finishes (and shows in
+        ``/jobs``) even when its client goes away."""
+        body = self.read_json()
         try:
             request = parse_pull_request(body, max_images=self.config.max_images)
         except InvalidRequest as exc:
             self.metrics.observe(400)
             return _error(400, exc.message, exc.field)
-        try:
-            report = self.engine.pull(request, runner=self.runner)
-        except DaemonUnavailable as exc:
+        job = self.jobs.submit(request, body, kind="pull")
+        if wants(NDJSON):
+            state, subscription = self.jobs.subscribe(job.id)
+            return JobRoutes(self).stream(job.id, state, subscription)
+        self.jobs.wait(job.id)
+        if job.report is None:
+            if job.status != "failed":  # stopped by a shutdown; it resumes at the next start
+                return _error(503, "the server is shutting down; the job %s resumes at its next start" % job.id,
+                              None, {"Retry-After": "5"})
             self.metrics.observe(503)
-            return _error(503, str(exc), "docker_socket", {"Retry-After": "5"})
-        status = 200 if report.ok else 500
-        self.metrics.observe(status, report)
-        return _json(status, report.as_dict())
+            return _error(503, job.error, "docker_socket", {"Retry-After": "5"})
+        status = 200 if job.status == SUCCEEDED else 500
+        self.metrics.observe(status, job.report)
+        return _json(status, job.report)

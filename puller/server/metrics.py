@@ -1,6 +1,7 @@
 """Prometheus metrics for ``/metrics``, fed by the engine's events."""
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 from puller.core._godur import parse_duration
 
@@ -12,7 +13,7 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, in_flight):
+    def __init__(self, in_flight, job_counts=None):
         self.registry = CollectorRegistry()
         self.requests = Counter("puller_pull_requests", "POST /pull requests by HTTP status.", ["code"],
                                 registry=self.registry)
@@ -26,6 +27,11 @@ class Metrics:
                                   buckets=DURATION_BUCKETS, registry=self.registry)
         Gauge("puller_pulls_in_flight", "Daemon pulls running now.", registry=self.registry).set_function(
             lambda: len(in_flight()))
+        self.job_seconds = Histogram("puller_job_seconds", "Time from a job's creation to its end.",
+                                     buckets=DURATION_BUCKETS + (3600, 7200), registry=self.registry)
+        self._job_counts = job_counts
+        if job_counts is not None:
+            self.registry.register(_JobCounts(job_counts))
 
     def on_event(self, event):
         if event.kind == "attempt":
@@ -35,9 +41,25 @@ class Metrics:
 
     def observe(self, status_code, report=None):
         self.requests.labels(code=str(status_code)).inc()
-        for row in (report.success + report.failure) if report is not None else ():
+        for row in (report["success"] + report["failure"]) if report is not None else ():
             self.images.labels(status=row["status"]).inc()
             self.duration.observe(parse_duration(row["cost"]))
 
+    def job_ended(self, status, seconds):
+        self.job_seconds.observe(seconds)
+
     def render(self):
         return generate_latest(self.registry)
+
+
+class _JobCounts:
+    """``puller_jobs{status}``: jobs in the store by status, read at scrape time."""
+
+    def __init__(self, counts):
+        self._counts = counts
+
+    def collect(self):
+        family = GaugeMetricFamily("puller_jobs", "Jobs in the store by status.", labels=["status"])
+        for status, count in sorted(self._counts().items()):
+            family.add_metric([status], count)
+        yield family

@@ -16,6 +16,8 @@ from gevent.pool import Pool
 
 from puller.core._engine import Engine
 from puller.core._errors import InvalidRequest
+from puller.jobs.manager import JobManager
+from puller.jobs.store import JobStore, StateError
 from puller.server.app import Api
 from puller.server.http import Server
 
@@ -125,10 +127,32 @@ def fit_connections(config, getrlimit=resource.getrlimit, setrlimit=resource.set
     return fits
 
 
+def open_jobs(config, engine):
+    """The job store and manager; a state dir that cannot be used stops the start."""
+    try:
+        store = JobStore(config.state_path)
+    except StateError as exc:
+        raise InvalidRequest(str(exc), "--state-dir")
+    return JobManager(engine, store, gevent_runner, max_jobs=config.max_jobs, retention=config.job_retention,
+                      max_images=config.max_images)
+
+
+def _purge_forever(jobs, every):
+    while True:
+        try:
+            deleted = jobs.purge()
+            if deleted:
+                log.info("deleted %d job(s) older than the retention", deleted)
+        except Exception:  # pylint: disable=broad-except
+            log.exception("purging old jobs failed; trying again later")
+        gevent.sleep(every)
+
+
 def serve(config):
     """Serve until SIGTERM/SIGINT; return the process exit code."""
     engine = Engine(config.engine_config())
-    api = Api(engine, config, runner=gevent_runner)
+    jobs = open_jobs(config, engine)
+    api = Api(engine, config, jobs, runner=gevent_runner)
     in_flight = InFlightRequests(api.app)
     server = Server(config.address, in_flight, connections=fit_connections(config),
                     header_timeout=config.header_timeout, idle_timeout=config.idle_timeout,
@@ -153,7 +177,12 @@ def serve(config):
         reason = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
         raise InvalidRequest("cannot listen on %s: %s" % (config.listen, reason), "--listen")
     host, port = server.address[:2]
-    log.info("puller listening on %s:%d, docker at %s", host, port, config.engine_config().docker_host)
+    log.info("puller listening on %s:%d, docker at %s, jobs in %s", host, port,
+             config.engine_config().docker_host, jobs.store.path)
+    resumed = jobs.resume(enabled=config.resume)
+    if resumed:
+        log.info("resumed %d job(s) left unfinished by the last run: %s", len(resumed), ", ".join(resumed))
+    gevent.spawn(_purge_forever, jobs, min(60.0, max(0.5, config.job_retention / 10)))
     # Not serve_forever(): its own stop() would kill in-flight requests after
     # stop_timeout, before our drain is done.
     stop_requested.wait()
@@ -161,8 +190,15 @@ def serve(config):
              received[0], in_flight.count, config.drain_timeout)
     in_flight.draining = True
     server.close()
-    if not in_flight.idle.wait(config.drain_timeout):
-        log.warning("drain timeout: %d request(s) still running are cut off", in_flight.count)
+    # Jobs (every /pull is one) get the drain timeout to finish; what is left
+    # is stopped and stays queued in the store, resumed at the next start.
+    left = jobs.shutdown(config.drain_timeout)
+    if left:
+        log.warning("drain timeout: %d job(s) still running are stopped; they resume at the next start", left)
+    api.draining = True  # event streams end
+    if not in_flight.idle.wait(5.0):
+        log.warning("%d request(s) still running are cut off", in_flight.count)
     server.stop(timeout=0.5)  # what is left are idle keep-alive connections
+    jobs.store.close()
     log.info("stopped")
     return 0

@@ -160,7 +160,11 @@ class ServerProcess:
         full_env.update(env or {})
         cmd = [sys.executable, "-m", "puller", "serve", "--listen", "%s:%d" % (listen_host, self.port),
                "--docker-socket", ground.socket, "--backoff-base", "50ms", "--drain-timeout", "30s"]
+        if "--state-dir" not in args:
+            self.state_dir = tmp_path / ("state-%d" % self.port)
+            cmd += ["--state-dir", str(self.state_dir)]
         cmd += list(args)
+        self.cmd = cmd
         self._log = open(self.log_path, "wb")
         def limit_files():  # (soft, hard) open-file limit of the server process
             resource.setrlimit(resource.RLIMIT_NOFILE, nofile)

@@ -23,7 +23,7 @@ class Rules:
     """What to do to requests whose path matches ``pattern``."""
 
     def __init__(self, pattern=MANIFEST_PATH, fail_first=0, fail_status=503, reset_first=0,
-                 delay=0.0, fail_every=0, stall=0.0, fail_ratio=0.0, seed=1):
+                 delay=0.0, fail_every=0, stall=0.0, fail_ratio=0.0, seed=1, hang_body_first=0, hang=0.0):
         self.pattern = pattern
         self.fail_first = fail_first  # answer the first N matching requests with fail_status
         self.fail_status = fail_status
@@ -33,6 +33,8 @@ class Rules:
         self.stall = stall  # seconds to hold a matching request and then reset it
         self.fail_ratio = fail_ratio  # fail this share of matching requests at random (503 or reset)
         self.rng = random.Random(seed)
+        self.hang_body_first = hang_body_first  # the first N matching answers stop halfway through the body...
+        self.hang = hang  # ... for this long, then the connection is reset
 
 
 class FaultProxy:
@@ -91,6 +93,8 @@ class FaultProxy:
                 action = "fail" if (n // rules.fail_every) % 2 else "reset"
             elif rules.fail_ratio and rules.rng.random() < rules.fail_ratio:
                 action = rules.rng.choice(("fail", "reset"))
+            elif n <= rules.fail_first + rules.reset_first + rules.hang_body_first:
+                action = "hang-body"
             elif rules.stall:
                 action = "stall"
             else:
@@ -129,7 +133,7 @@ class FaultProxy:
                     h.wfile.write(payload)
                 return
             try:
-                self._forward(h, body)
+                self._forward(h, body, hang=self.rules.hang if action == "hang-body" else 0.0)
             except (OSError, http.client.HTTPException):
                 # The registry went away mid-answer: the client must see the
                 # connection drop, as it would with no proxy in between.
@@ -148,7 +152,7 @@ class FaultProxy:
         except OSError:
             pass
 
-    def _forward(self, h, body):
+    def _forward(self, h, body, hang=0.0):
         upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
         try:
             headers = {k: v for k, v in h.headers.items() if k.lower() not in HOP_HEADERS}
@@ -167,9 +171,12 @@ class FaultProxy:
             expected = resp.getheader("Content-Length")
             sent = 0
             while True:
-                data = resp.read(65536)
+                data = resp.read(16384 if hang else 65536)
                 if not data:
                     break
+                if hang and sent > 0:  # half-way (after the first piece): go silent, then drop
+                    time.sleep(hang)
+                    raise http.client.IncompleteRead(b"", 0)
                 sent += len(data)
                 h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
             if chunked:

@@ -1,0 +1,427 @@
+"""Runs pull jobs on the engine, stores them, and fans their events out.
+
+Every pull the server makes is a job: ``POST /jobs`` answers at once, ``POST
+/pull`` waits for its job (or streams it). A job runs in a thread of its own
+(a greenlet under the server's monkey patching) on the shared engine, so the
+engine's caps, shared pulls, retries and deadlines apply unchanged.
+
+Credentials live only in memory, in the ``PullRequest`` of a running job; the
+store keeps the request without them. A job resumed after a restart therefore
+cannot pull again the images that needed credentials: they end failed, saying
+so, and the rest are pulled.
+"""
+
+import logging
+import queue
+import threading
+import time
+import uuid
+
+from puller.core._engine import STATUS_PRESENT, STATUS_UP_TO_DATE, STATUS_WOULD_PULL
+from puller.core._errors import DaemonUnavailable, PullerError
+from puller.core._godur import format_duration, rfc3339_now
+from puller.core._request import parse_pull_request
+from puller.core._shared import STATUS_CANCELLED, STATUS_PULLED
+from puller.jobs import model
+from puller.jobs.store import JobStore
+
+log = logging.getLogger("puller.jobs")
+
+SUCCESS_STATUSES = (STATUS_PULLED, STATUS_UP_TO_DATE, STATUS_PRESENT, STATUS_WOULD_PULL)
+PROGRESS_INTERVAL = 0.25  # seconds between progress events of one image
+NOT_RESUMABLE = ("interrupted by a restart: credentials are never stored, so this image was not pulled "
+                 "again; submit it again")
+NEVER_PULLED = "interrupted: puller stopped before this image was pulled"
+
+
+class TooManyJobs(PullerError):
+    """More than ``max_jobs`` queued or running."""
+
+
+class NoSuchJob(PullerError):
+    pass
+
+
+class JobEnded(PullerError):
+    pass
+
+
+def public_body(body):
+    """The request body without credentials: what the store may keep."""
+    images = []
+    for item in body.get("images") or []:
+        if isinstance(item, dict):
+            kept = {k: v for k, v in item.items() if k in ("image", "tag", "project")}
+            if item.get("auth_config"):
+                kept["had_credentials"] = True
+            images.append(kept)
+        else:
+            images.append(item)
+    kept = {k: body[k] for k in ("concurrency", "retry", "pull", "dry_run", "timeout") if k in body}
+    kept["images"] = images
+    return kept
+
+
+def _needs_auth(body, index):
+    item = (body.get("images") or [])[index]
+    return isinstance(item, dict) and bool(item.get("auth_config") or item.get("had_credentials"))
+
+
+class _Run:
+    """What a job's thread needs besides the job: the request and where its specs sit."""
+
+    def __init__(self, job, request, positions, kept_rows):
+        self.job = job
+        self.request = request
+        self.positions = positions  # spec i of request -> entry index
+        self.kept_rows = kept_rows  # entry index -> row, for images that ended before a restart
+        self.done = threading.Event()
+        self.shutdown = False
+        self.last_progress = {}
+
+
+class JobManager:
+    def __init__(self, engine, store: JobStore, runner, *, max_jobs, retention, max_images, metrics=None):
+        self.engine = engine
+        self.store = store
+        self.runner = runner
+        self.max_jobs = max_jobs
+        self.retention = retention
+        self.max_images = max_images
+        self.metrics = metrics
+        self._lock = threading.Lock()
+        self._runs = {}  # job id -> _Run, for jobs queued or running
+        self._recent = {}  # job id -> Job, ended in this process (events for late subscribers)
+        self._subscribers = {}  # job id -> [queue]
+        self._stopping = False
+
+    # -- submitting ---------------------------------------------------------------
+    def submit(self, request, body, kind="job"):
+        with self._lock:
+            if kind == "job" and self._active_count() >= self.max_jobs:
+                raise TooManyJobs("%d jobs are queued or running; the limit is %d" % (self._active_count(),
+                                                                                      self.max_jobs))
+            job = self._new_job(uuid.uuid4().hex, kind, request, body)
+            run = _Run(job, request, [spec.index for spec in request.specs], {})
+            self._runs[job.id] = run
+        self.store.insert({"id": job.id, "kind": kind, "status": job.status, "created": job.created,
+                           "created_ts": job.created_ts}, public_body(body),
+                          [(e.index, e.phase) for e in job.entries])
+        self._start(run)
+        return job
+
+    def _new_job(self, job_id, kind, request, body, created=None, created_ts=None):
+        entries = [model.Entry(spec.index, spec.image, spec.tag, spec.project, _needs_auth(body, spec.index))
+                   for spec in request.specs]
+        job = model.Job(job_id, kind, entries, public_body(body), created, created_ts)
+        job.map_references((str(spec.ref), spec.index) for spec in request.specs)
+        return job
+
+    def _active_count(self):
+        return sum(1 for run in self._runs.values() if run.job.kind == "job")
+
+    def _start(self, run):
+        thread = threading.Thread(target=self._run, args=(run,), name="job %s" % run.job.id)
+        thread.daemon = True
+        thread.start()
+
+    # -- running ------------------------------------------------------------------
+    def _run(self, run):
+        job = run.job
+        try:
+            job.status, job.started = model.RUNNING, job.started or rfc3339_now()
+            self.store.update_job(job.id, status=job.status, started=job.started, resumed=job.resumed)
+            self._publish(job, {"type": "status", "status": job.status, "resumed": job.resumed})
+            t0 = time.monotonic()
+            try:
+                report = self.engine.pull(run.request, runner=self.runner,
+                                          on_event=lambda event: self._on_event(run, event), cancel=job.cancel)
+            except DaemonUnavailable as exc:
+                job.error = str(exc)
+                self._end(run, model.FAILED, None)
+                return
+            rows = self._rows(run, report)
+            self._end(run, self._status(job, rows), self._report(job, rows, report, t0), rows)
+        except Exception:  # pylint: disable=broad-except
+            log.exception("job %s failed unexpectedly", job.id)
+            job.error = "internal error"
+            self._end(run, model.FAILED, None)
+
+    def _on_event(self, run, event):
+        job = run.job
+        if event.kind == "done":
+            self._end_image(run, event)
+            return
+        with job.lock:
+            published = job.apply(event)
+        if published is None:
+            return
+        if event.kind in ("progress", "layer"):
+            now = time.monotonic()
+            if now - run.last_progress.get(event.reference, 0.0) < PROGRESS_INTERVAL:
+                return
+            run.last_progress[event.reference] = now
+            published["type"] = "progress"
+        self._publish(job, published)
+
+    def _end_image(self, run, event):
+        """An image ended: its row is written now, not when the job ends."""
+        job, done = run.job, event.detail
+        if run.shutdown and done.status == STATUS_CANCELLED:
+            return  # stopped by a shutdown: it stays waiting, for the resume
+        phase = (model.SUCCEEDED if done.status in SUCCESS_STATUSES else
+                 model.CANCELLED if done.status == STATUS_CANCELLED else model.FAILED)
+        rows = []
+        with job.lock:
+            for entry in job.entries:
+                if entry.ended or job._by_reference.get(event.reference) is None:
+                    continue
+                if entry not in job._by_reference[event.reference]:
+                    continue
+                row = {"image": entry.image, "tag": entry.tag, "project": entry.project,
+                       "cost": format_duration(done.cost), "retried": done.attempts, "errmsg": done.error or "",
+                       "digest": done.digest or "", "id": "", "previous_id": "", "status": done.status}
+                job.end_entry(entry.index, phase, done.attempts, row)
+                rows.append((entry.index, phase, done.attempts, row))
+            progress = round(job.progress, 1)
+        if not rows:
+            return
+        self.store.finish_entries(job.id, rows)
+        self._publish(job, {"type": "done", "image": event.reference, "indexes": [r[0] for r in rows],
+                            "status": done.status, "phase": phase, "attempts": done.attempts,
+                            "errmsg": done.error or "", "job_progress": progress})
+
+    def _rows(self, run, report):
+        """Entry index -> final row: this run's report, plus rows kept from before a restart.
+
+        The engine lists rows in request order, split into success and
+        failure; an image's status at its end tells which list holds its row.
+        """
+        rows = dict(run.kept_rows)
+        success, failure = iter(report.success), iter(report.failure)
+        for index in run.positions:
+            entry = run.job.entries[index]
+            failed = entry.row is None or entry.row["status"] not in SUCCESS_STATUSES
+            rows[index] = next(failure) if failed else next(success)
+        return rows
+
+    def _status(self, job, rows):
+        if job.cancel.is_set() and any(r["status"] == STATUS_CANCELLED for r in rows.values()):
+            return model.CANCELLED
+        return model.SUCCEEDED if all(r["status"] in SUCCESS_STATUSES for r in rows.values()) else model.FAILED
+
+    def _report(self, job, rows, report, t0):
+        if not job.resumed:
+            return report.as_dict()
+        ordered = [rows[e.index] for e in job.entries]
+        return {"success": [r for r in ordered if r["status"] in SUCCESS_STATUSES],
+                "failure": [r for r in ordered if r["status"] not in SUCCESS_STATUSES],
+                "startAt": job.started, "cost": format_duration(time.monotonic() - t0)}
+
+    def _end(self, run, status, report, rows=None):
+        job = run.job
+        if run.shutdown:
+            # Stopped by a shutdown: left queued in the store for the next start.
+            self.store.update_job(job.id, status=model.QUEUED)
+            self._publish(job, {"type": "shutdown", "status": model.QUEUED})
+        else:
+            finished = []
+            with job.lock:
+                for index, row in (rows or {}).items():
+                    entry = job.entries[index]
+                    phase = model.SUCCEEDED if row["status"] in SUCCESS_STATUSES else (
+                        model.CANCELLED if row["status"] == STATUS_CANCELLED else model.FAILED)
+                    entry.phase, entry.row = phase, row
+                    finished.append((index, phase, entry.attempts, row))
+                job.status, job.report, job.finished = status, report, rfc3339_now()
+            if finished:  # the rows with image IDs replace those written as images ended
+                self.store.finish_entries(job.id, finished)
+            self.store.update_job(job.id, status=status, finished=job.finished, finished_ts=time.time(),
+                                  report=report, error=job.error)
+            if self.metrics is not None:
+                self.metrics.job_ended(status, time.time() - job.created_ts)
+            final = {"type": "report", "ok": status == model.SUCCEEDED, "status": status}
+            final.update(report or {"error": job.error})
+            self._publish(job, final)
+        with self._lock:
+            self._runs.pop(job.id, None)
+            if not run.shutdown:
+                self._recent[job.id] = job
+        self._close_subscribers(job.id)
+        run.done.set()
+
+    # -- reading ------------------------------------------------------------------
+    def get(self, job_id):
+        """The job as a dict, live if it runs here, else from the store."""
+        with self._lock:
+            run = self._runs.get(job_id)
+            job = run.job if run is not None else self._recent.get(job_id)
+        if job is not None:
+            with job.lock:
+                return job.as_dict()
+        stored = self.store.get(job_id)
+        if stored is None:
+            raise NoSuchJob("no job %s" % job_id)
+        return self._rehydrate(*stored).as_dict()
+
+    def list(self, status=None, limit=50):
+        jobs = []
+        for row in self.store.list(status, limit):
+            with self._lock:
+                run = self._runs.get(row["id"])
+            if run is not None:
+                with run.job.lock:
+                    jobs.append(run.job.as_dict(images=False))
+            else:
+                jobs.append(self._rehydrate(row, None).as_dict(images=False))
+        return jobs
+
+    def wait(self, job_id, timeout=None):
+        with self._lock:
+            run = self._runs.get(job_id)
+        if run is not None:
+            run.done.wait(timeout)
+
+    def cancel(self, job_id):
+        with self._lock:
+            run = self._runs.get(job_id)
+        if run is None:
+            self.get(job_id)  # NoSuchJob when unknown
+            raise JobEnded("job %s has ended" % job_id)
+        run.job.cancel.set()
+        return run
+
+    def subscribe(self, job_id):
+        """``(state, queue or None)``: the job now, then its live events (None once it has ended)."""
+        with self._lock:
+            run = self._runs.get(job_id)
+            if run is not None:
+                q = queue.Queue(maxsize=10000)
+                self._subscribers.setdefault(job_id, []).append(q)
+                with run.job.lock:
+                    return run.job.as_dict(), q
+        return self.get(job_id), None
+
+    def unsubscribe(self, job_id, q):
+        with self._lock:
+            subs = self._subscribers.get(job_id, [])
+            if q in subs:
+                subs.remove(q)
+
+    def _publish(self, job, event):
+        event.setdefault("job", job.id)
+        with self._lock:
+            subs = list(self._subscribers.get(job.id, ()))
+        for q in subs:
+            try:
+                q.put_nowait(event)
+            except queue.Full:
+                pass  # a subscriber that does not read loses events, never the job
+
+    def _close_subscribers(self, job_id):
+        with self._lock:
+            subs = self._subscribers.pop(job_id, [])
+        for q in subs:
+            try:
+                q.put_nowait(None)
+            except queue.Full:
+                pass
+
+    # -- restarts, retention, shutdown --------------------------------------------
+    def resume(self, enabled=True):
+        """Jobs queued or running when the last process stopped: run the rest, or mark them interrupted."""
+        resumed = []
+        for job_row, entries in self.store.unfinished():
+            job = self._rehydrate(job_row, entries)
+            if not enabled:
+                self._interrupt(job)
+                continue
+            run = self._resumable(job)
+            with self._lock:
+                self._runs[job.id] = run
+            resumed.append(job.id)
+            self._start(run)
+        return resumed
+
+    def _rehydrate(self, job_row, entries):
+        body = job_row["request"]
+        images = body.get("images") or []
+        job_entries = []
+        for index, item in enumerate(images):
+            item = item if isinstance(item, dict) else {"image": item}
+            job_entries.append(model.Entry(index, item.get("image", ""), item.get("tag") or "",
+                                           item.get("project") or ""))
+        job = model.Job(job_row["id"], job_row["kind"], job_entries, body, job_row["created"], job_row["created_ts"])
+        job.status, job.started, job.finished = job_row["status"], job_row["started"], job_row["finished"]
+        job.report, job.error, job.resumed = job_row["report"], job_row["error"], job_row["resumed"]
+        if entries is None:  # a listing: phases counted by the store, not each entry read
+            phases = [p for p, n in (job_row.get("phases") or {}).items() for _ in range(n)]
+            for entry, phase in zip(job.entries, phases):
+                entry.phase = phase
+        for stored in entries or ():
+            entry = job.entries[stored["idx"]]
+            entry.phase, entry.attempts, entry.row = stored["phase"], stored["attempts"], stored["row"]
+            if entry.row:
+                entry.tag = entry.row.get("tag", entry.tag)
+        return job
+
+    def _resumable(self, job):
+        remaining = [e.index for e in job.entries if not e.ended]
+        body = dict(job.request, images=[job.request["images"][i] for i in remaining])
+        for index in remaining:  # credentials are never stored: those images cannot be pulled again
+            if _needs_auth(job.request, index):
+                entry = job.entries[index]
+                entry.needs_auth = True
+                entry.phase, entry.row = model.FAILED, self._unpulled_row(entry, NOT_RESUMABLE, "failed")
+                self.store.finish_entries(job.id, [(index, entry.phase, entry.attempts, entry.row)])
+        remaining = [e.index for e in job.entries if not e.ended]
+        body = dict(job.request, images=[job.request["images"][i] for i in remaining])
+        request = parse_pull_request(body, max_images=max(self.max_images, len(remaining))) if remaining else None
+        if request is not None:
+            job.map_references((str(spec.ref), remaining[spec.index]) for spec in request.specs)
+        job.resumed += 1
+        job.status = model.QUEUED
+        return _Run(job, request, remaining, {e.index: e.row for e in job.entries if e.ended})
+
+    @staticmethod
+    def _unpulled_row(entry, message, status):
+        return {"image": entry.image, "tag": entry.tag, "project": entry.project, "cost": "0s",
+                "retried": entry.attempts, "errmsg": message, "digest": "", "id": "", "previous_id": "",
+                "status": status}
+
+    def _interrupt(self, job):
+        rows = []
+        for entry in job.entries:
+            if not entry.ended:
+                row = self._unpulled_row(entry, NEVER_PULLED, STATUS_CANCELLED)
+                entry.phase, entry.row = model.CANCELLED, row
+                rows.append((entry.index, entry.phase, entry.attempts, row))
+        ordered = [e.row for e in job.entries]
+        report = {"success": [r for r in ordered if r["status"] in SUCCESS_STATUSES],
+                  "failure": [r for r in ordered if r["status"] not in SUCCESS_STATUSES],
+                  "startAt": job.started or job.created, "cost": "0s"}
+        self.store.finish_entries(job.id, rows)
+        self.store.update_job(job.id, status=model.INTERRUPTED, finished=rfc3339_now(), finished_ts=time.time(),
+                              report=report)
+
+    def purge(self):
+        deleted = self.store.purge(time.time() - self.retention)
+        cutoff = time.time() - self.retention
+        with self._lock:
+            for job_id in [j for j, job in self._recent.items() if job.created_ts < cutoff or len(self._recent) > 500]:
+                self._recent.pop(job_id, None)
+        return deleted
+
+    def shutdown(self, timeout):
+        """Let running jobs finish for up to ``timeout``; stop the rest, kept queued for the next start."""
+        self._stopping = True
+        end = time.monotonic() + timeout
+        for run in list(self._runs.values()):
+            run.done.wait(max(0.0, end - time.monotonic()))
+        left = list(self._runs.values())
+        for run in left:
+            run.shutdown = True
+            run.job.cancel.set()
+        for run in left:
+            run.done.wait(5)
+        return len(left)
