@@ -219,7 +219,9 @@ class Engine:
         """
         start_at, started = rfc3339_now(), self._clock()
         deadline = min(request.deadline or self.config.deadline, self.config.deadline)
-        quick = min(self.config.daemon_timeout, deadline)
+        # The daemon's checks before and after the pulls are bounded too, so a
+        # hung daemon cannot hold the answer long past the request's deadline.
+        quick = min(self.config.daemon_timeout, max(deadline, LISTING_GRACE))
         self.check_daemon(timeout=quick)
         before = self.local_images(timeout=quick)
         unique = {}

@@ -68,6 +68,46 @@ _PULL_REQUEST = {
 }
 
 
+_JOB_IMAGE = {
+    "type": "object",
+    "required": ["index", "image", "tag", "project", "phase", "attempts", "progress", "bytes_done", "bytes_total"],
+    "properties": {
+        "index": {"type": "integer"}, "image": {"type": "string"}, "tag": {"type": "string"},
+        "project": {"type": "string"},
+        "phase": {"type": "string", "enum": ["waiting", "pulling", "retrying", "succeeded", "failed", "cancelled"]},
+        "attempts": {"type": "integer"}, "progress": {"type": "number", "minimum": 0, "maximum": 100},
+        "bytes_done": {"type": "integer"}, "bytes_total": {"type": "integer"},
+        "row": {"$ref": "#/components/schemas/Row"},
+    },
+}
+_JOB = {
+    "type": "object",
+    "required": ["id", "kind", "status", "created", "progress", "desired", "active", "succeeded", "failed"],
+    "properties": {
+        "id": {"type": "string"},
+        "kind": {"type": "string", "enum": ["job", "pull"], "description": "Made by POST /jobs or POST /pull."},
+        "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled",
+                                              "interrupted"]},
+        "created": {"type": "string", "format": "date-time"},
+        "started": {"type": "string", "format": "date-time", "nullable": True},
+        "finished": {"type": "string", "format": "date-time", "nullable": True},
+        "progress": {"type": "number", "minimum": 0, "maximum": 100, "description": "From layer bytes."},
+        "resumed": {"type": "integer", "description": "Times resumed after a restart."},
+        "desired": {"type": "integer"}, "active": {"type": "integer"}, "succeeded": {"type": "integer"},
+        "failed": {"type": "integer"}, "cancelled": {"type": "integer"},
+        "error": {"type": "string"},
+        "images": {"type": "array", "items": {"$ref": "#/components/schemas/JobImage"}},
+        "report": {"allOf": [{"$ref": "#/components/schemas/PullReport"}], "nullable": True,
+                   "description": "When the job has ended: what POST /pull would have answered."},
+    },
+}
+_EVENTS = {"description": "The job's state, then its live events (attempt, progress, retry, done), last its "
+                          "report: one JSON object a line, or Server-Sent Events with Accept: text/event-stream.",
+           "content": {"application/x-ndjson": {"schema": {"type": "string"}},
+                       "text/event-stream": {"schema": {"type": "string"}}}}
+_JOB_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
 def _json(schema_ref, description):
     return {"description": description,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/" + schema_ref}}}}
@@ -104,14 +144,51 @@ def openapi_document(version):
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/PullRequest"}}}},
                 "responses": dict(errors, **{
-                    "200": _json("PullReport", "Every image succeeded."),
+                    "200": dict(_json("PullReport", "Every image succeeded. With Accept: application/x-ndjson, the "
+                                                    "job's events as they happen, the last line being "
+                                                    '{"type": "report", "ok": ..., ...the report}.'),
+                                **{}),
                     "500": _json("PullReport", "At least one image failed; same body shape."),
                 }),
             }},
+            "/jobs": {
+                "post": {
+                    "operationId": "createJob",
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/PullRequest"}}}},
+                    "responses": dict(errors, **{
+                        "202": {"description": "Queued; Location names the job.",
+                                "content": {"application/json": {"schema": {"type": "object"}}}},
+                        "429": _json("Error", "Too many jobs queued or running (Retry-After)."),
+                    }),
+                },
+                "get": {
+                    "operationId": "listJobs",
+                    "parameters": [
+                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": [
+                            "queued", "running", "succeeded", "failed", "cancelled", "interrupted"]}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                                     "maximum": 1000, "default": 50}}],
+                    "responses": {"200": {"description": "Newest first.", "content": {"application/json": {
+                        "schema": {"type": "object", "properties": {
+                            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}}}},
+                        "400": errors["400"], "401": errors["401"]},
+                },
+            },
+            "/jobs/{id}": {
+                "get": {"operationId": "getJob", "parameters": _JOB_ID, "responses": {
+                    "200": _json("Job", "The job."), "404": _json("Error", "No such job."), "401": errors["401"]}},
+                "delete": {"operationId": "cancelJob", "parameters": _JOB_ID, "responses": {
+                    "200": _json("Job", "Cancelled: queued images never start, running attempts are aborted."),
+                    "404": _json("Error", "No such job."), "409": _json("Error", "The job has ended."),
+                    "401": errors["401"]}},
+            },
+            "/jobs/{id}/events": {"get": {"operationId": "jobEvents", "parameters": _JOB_ID, "responses": {
+                "200": _EVENTS, "404": _json("Error", "No such job."), "401": errors["401"]}}},
         },
         "components": {
             "schemas": {"Error": _ERROR, "Row": _ROW, "PullReport": _REPORT, "Image": _IMAGE,
-                        "PullRequest": _PULL_REQUEST},
+                        "PullRequest": _PULL_REQUEST, "Job": _JOB, "JobImage": _JOB_IMAGE},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}, {}],

@@ -119,7 +119,8 @@ def test_daemon_restarted_mid_pull_ends_the_request_and_the_next_one_works(clean
 # proxy on loopback: generated references must never reach a real address.
 # Cases come from schemathesis' strategies for /openapi.json, valid ones and
 # ones that break the schema, run through hypothesis.
-EXAMPLES = {("POST", "/pull"): 250, ("GET", "/debug/dump"): 5, ("GET", "/ping"): 5, ("GET", "/openapi.json"): 5}
+EXAMPLES = {("POST", "/pull"): 250, ("POST", "/jobs"): 60, ("GET", "/debug/dump"): 5, ("GET", "/ping"): 5,
+            ("GET", "/openapi.json"): 5}
 
 
 @pytest.fixture(scope="module")
