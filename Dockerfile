@@ -36,10 +36,14 @@ RUN python3 -m venv --without-pip /opt/puller \
 ENV PATH=/opt/puller/bin:$PATH \
     LISTEN_ADDR=:9006 \
     DOCKER_SOCKET=/var/run/docker.sock \
+    PULLER_STATE_DIR=/var/lib/puller \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # Root by default: the mounted Docker socket is root:docker with a group ID
 # that differs per host. See the README to run it as another user.
+RUN mkdir -p -m 0700 /var/lib/puller
+# The job store: mount a volume here so that jobs survive a new container.
+VOLUME /var/lib/puller
 EXPOSE 9006
 HEALTHCHECK --interval=30s --timeout=3s --start-period=5s --retries=3 \
   CMD ["python3", "-c", "import os,sys,urllib.request as u; p=os.environ.get('LISTEN_ADDR',':9006').rsplit(':',1)[1]; sys.exit(0 if u.urlopen('http://127.0.0.1:%s/ping' % p, timeout=2).read()==b'OK' else 1)"]

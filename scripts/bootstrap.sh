@@ -13,6 +13,10 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v curl >/dev/null || need+=(curl)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+# The status page's browser test: Debian's chromium and its driver (Selenium
+# is given the driver's path, so it never downloads one).
+command -v chromium >/dev/null || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: apt-get install ${need[*]}" >&2

@@ -10,7 +10,11 @@ python=$(bash scripts/bootstrap.sh)
 
 export PULLER_TESTENV=${PULLER_TESTENV_DIR:-$(mktemp -d /tmp/puller-ci-XXXXXX)}
 # shellcheck disable=SC2317  # called by the trap
-cleanup() { bash scripts/testenv.sh down "$PULLER_TESTENV"; }
+cleanup() {
+  # Keep what the tests made for people to look at (the status page's screenshots).
+  if [ -d "$PULLER_TESTENV/artifacts" ]; then rm -rf test-artifacts && cp -r "$PULLER_TESTENV/artifacts" test-artifacts; fi
+  bash scripts/testenv.sh down "$PULLER_TESTENV"
+}
 trap cleanup EXIT
 rmdir "$PULLER_TESTENV" 2>/dev/null || true
 bash scripts/testenv.sh up "$PULLER_TESTENV" >/dev/null

@@ -25,6 +25,9 @@ from puller.server.openapi import openapi_document
 
 log = logging.getLogger("puller.server")
 
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "index.html"), "rb") as _page:
+    STATUS_PAGE = _page.read()
+
 
 _json, _error = json_answer, error_answer
 
@@ -73,6 +76,7 @@ class Api:
         self.start_at = rfc3339_now()
         self.app = bottle.Bottle(catchall=True, autojson=False)
         self.app.default_error_handler = self._default_error
+        self.app.route("/", "GET", self.page)
         self.app.route("/ping", "GET", self.ping)
         self.app.route("/debug/dump", "GET", self._authorized(self.dump))
         self.app.route("/pull", "POST", self._authorized(self.pull))
@@ -139,6 +143,14 @@ class Api:
             raise _error(413, "request body is larger than the limit of %d bytes" % limit, "body", close)
         return parse_json(b"".join(chunks))
     # -- routes -------------------------------------------------------------
+    def page(self):
+        """The status page: one HTML file, no data in it (it asks the API, token and all)."""
+        bottle.response.content_type = "text/html; charset=utf-8"
+        bottle.response.set_header("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; "
+                                   "style-src 'unsafe-inline'; connect-src 'self'")
+        bottle.response.set_header("X-Frame-Options", "DENY")
+        return STATUS_PAGE
+
     def ping(self):
         bottle.response.content_type = "text/plain; charset=utf-8"
         return "OK"

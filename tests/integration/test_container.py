@@ -76,6 +76,11 @@ def test_runs_as_the_original_was_run(ground, image):
                                    image).stdout)
         assert docker(ground, "exec", "puller-test", *health["Test"][1:], check=False).returncode == 0
         assert docker(ground, "inspect", "--format", "{{.Config.User}}", "puller-test").stdout.strip() == ""
+        assert requests.get(url + "/debug/dump", timeout=10).json()["configs"]["state_dir"] == "/var/lib/puller"
+        (job,) = requests.get(url + "/jobs", timeout=10).json()["jobs"]
+        assert job["kind"] == "pull" and job["status"] == "succeeded"
+        volumes = json.loads(docker(ground, "inspect", "--format", "{{json .Config.Volumes}}", "puller-test").stdout)
+        assert "/var/lib/puller" in volumes
     finally:
         docker(ground, "stop", "--time", "30", "puller-test", check=False)
         state = json.loads(docker(ground, "inspect", "--format", "{{json .State}}", "puller-test").stdout)
