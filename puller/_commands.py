@@ -1,6 +1,6 @@
 """The CLI's commands. ``puller.cli`` imports this after any monkey patching.
 
-Exit codes: 0 success, 1 at least one image failed, 2 bad input,
+Exit codes: 0 success, 1 at least one image failed (or the server refused), 2 bad input,
 3 the Docker daemon is unreachable, 130 interrupted (Ctrl-C).
 """
 
@@ -15,7 +15,7 @@ import threading
 import puller
 from puller import settings
 from puller.config import from_sources
-from puller.core._errors import DaemonUnavailable, InvalidRequest
+from puller.core._errors import DaemonUnavailable, InvalidRequest, PullerError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DAEMON = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -30,21 +30,47 @@ def _parser():
     settings.add_arguments(serve)
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
-    pull = sub.add_parser("pull", help="pull images now, through the engine, without a server")
+    pull = sub.add_parser("pull", help="pull images now: through the engine here, or as a job on a server")
     pull.add_argument("images", nargs="+", metavar="IMAGE", help="reference, e.g. busybox:1.36 or reg:5000/a/b@sha256:...")
     settings.add_arguments(pull, names=("docker_socket",))
     pull.add_argument("--concurrency", type=int, default=10)
     pull.add_argument("--retry", type=int, default=3, help="attempts per image")
     pull.add_argument("--deadline", help="per-image deadline, Go duration (default 30m)")
     pull.add_argument("--json", action="store_true", help="print the report as the API's JSON body")
+    _server_arguments(pull)
+    pull.add_argument("--cancel-on-interrupt", action="store_true",
+                      help="with --server: Ctrl-C cancels the job instead of leaving it running")
     pull.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    jobs = sub.add_parser("jobs", help="list a server's jobs, or show one")
+    jobs.add_argument("id", nargs="?", help="the job to show; without it, the newest jobs")
+    _server_arguments(jobs, required=True)
+    jobs.add_argument("--status", help="only jobs in this status")
+    jobs.add_argument("--limit", type=int, default=50)
+    jobs.add_argument("--json", action="store_true", help="print the API's JSON")
+    jobs.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     sub.add_parser("version", help="print the version")
     return parser
 
 
+def _server_arguments(parser, required=False):
+    parser.add_argument("--server", required=required, metavar="URL",
+                        help="a puller server, e.g. http://127.0.0.1:9006 (env PULLER_SERVER)",
+                        default=os.environ.get("PULLER_SERVER") or None)
+    parser.add_argument("--token-file", metavar="FILE", help="its API token (or the token itself in PULLER_TOKEN)")
+
+
+def _token(args):
+    if args.token_file:
+        from puller.config import _read_token
+
+        return _read_token(args.token_file)
+    return (os.environ.get("PULLER_TOKEN") or "").strip() or None
+
+
 def _config(args):
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "log_level", "images")}
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "log_level", "images", "id")}
     return from_sources(flags)
 
 
@@ -59,9 +85,14 @@ def _pull(args):
     from puller.core._engine import Engine
     from puller.core._request import parse_pull_request
 
+    body = {"images": args.images, "concurrency": args.concurrency, "retry": args.retry}
+    if args.server:
+        if args.deadline:
+            body["timeout"] = args.deadline
+        return _pull_on_server(args, body)
     config = from_sources({"docker_socket": args.docker_socket, "deadline": args.deadline},
                           names=("docker_socket", "deadline"))
-    request = parse_pull_request({"images": args.images, "concurrency": args.concurrency, "retry": args.retry})
+    request = parse_pull_request(body)
     engine = Engine(config.engine_config())
     cancel, done = threading.Event(), threading.Event()
     outcome = {}
@@ -89,6 +120,60 @@ def _pull(args):
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _pull_on_server(args, body):
+    from puller._progress import ProgressPrinter
+    from puller._remote import ServerClient
+
+    client = ServerClient(args.server, _token(args))
+    job = client.create_job(body)
+    done, outcome = threading.Event(), {}
+
+    def watch():
+        try:
+            for event in client.events(job["id"]):
+                progress.on_job_event(event)
+                if event.get("type") == "report":
+                    outcome["report"] = event
+        except BaseException as exc:  # pylint: disable=broad-except
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    with ProgressPrinter(total=job["desired"], enabled=not args.json) as progress:
+        threading.Thread(target=watch, name="events", daemon=True).start()
+        interrupted = _wait_interruptibly(done, None)
+        if interrupted and args.cancel_on_interrupt:
+            client.cancel(job["id"])
+            done.wait(INTERRUPT_GRACE)
+    if interrupted and not args.cancel_on_interrupt:
+        print("puller: detached; job %s goes on on the server (puller jobs %s --server %s)"
+              % (job["id"], job["id"], args.server), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if "error" in outcome and "report" not in outcome:
+        raise outcome["error"]
+    report = outcome.get("report")
+    if report is None:
+        return EXIT_INTERRUPTED
+    if "success" not in report:  # the job ended without a report: the server's daemon was unreachable
+        raise DaemonUnavailable(report.get("error") or "the job ended without a report")
+    _print_rows(report, args.json)
+    if interrupted:
+        print("puller: interrupted; job %s was cancelled" % job["id"], file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK if report["ok"] else EXIT_FAILED
+
+
+def _jobs(args):
+    from puller._remote import ServerClient, print_job, print_jobs
+
+    client = ServerClient(args.server, _token(args))
+    if args.id:
+        print_job(client.job(args.id), args.json)
+    else:
+        print_jobs(client.jobs(args.status, args.limit), args.json)
+    return EXIT_OK
+
+
 def _wait_interruptibly(done, cancel):
     """Wait for the pull; the first Ctrl-C cancels it (closing the daemon
     streams) and waits a moment for the rows, a second one leaves at once.
@@ -101,19 +186,24 @@ def _wait_interruptibly(done, cancel):
             pass
         return False
     except KeyboardInterrupt:
-        cancel.set()
         signal.signal(signal.SIGINT, lambda *_a: os._exit(EXIT_INTERRUPTED))
-        done.wait(INTERRUPT_GRACE)
+        if cancel is not None:
+            cancel.set()
+            done.wait(INTERRUPT_GRACE)
         return True
 
 
 def _print_report(report, as_json):
+    _print_rows(report.as_dict(), as_json)
+
+
+def _print_rows(report, as_json):
     from puller.core._engine import row_reference
 
     if as_json:
-        print(json.dumps(report.as_dict(), indent=2))
+        print(json.dumps({k: report[k] for k in ("success", "failure", "startAt", "cost")}, indent=2))
         return
-    for row in report.success + report.failure:
+    for row in report["success"] + report["failure"]:
         print("%-10s %s  %s  attempts=%d %s" % (row["status"], row_reference(row), row["cost"], row["retried"],
                                                 row["errmsg"]))
 
@@ -126,7 +216,7 @@ def run(argv):
         print("puller %s" % puller.__version__)
         return EXIT_OK
     try:
-        return _serve(args) if args.command == "serve" else _pull(args)
+        return {"serve": _serve, "pull": _pull, "jobs": _jobs}[args.command](args)
     except KeyboardInterrupt:  # before the pull started, or in serve's start-up
         signal.signal(signal.SIGINT, lambda *_a: os._exit(EXIT_INTERRUPTED))
         return EXIT_INTERRUPTED
@@ -136,3 +226,6 @@ def run(argv):
     except DaemonUnavailable as exc:
         print("puller: %s" % exc, file=sys.stderr)
         return EXIT_DAEMON
+    except PullerError as exc:
+        print("puller: %s" % exc, file=sys.stderr)
+        return EXIT_FAILED

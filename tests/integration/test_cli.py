@@ -4,11 +4,15 @@ Before: SIGINT during a pull through a slow registry exited after 10 s with a
 KeyboardInterrupt traceback, and a second SIGINT still waited (58 s).
 """
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+
+import pytest
+import requests
 
 from conftest import report
 from faultproxy import Rules
@@ -84,3 +88,49 @@ def test_a_second_ctrl_c_leaves_at_once(clean, proxy):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130 and "Traceback" not in err
+
+
+def test_pull_through_a_server_is_a_job_and_jobs_lists_it(clean, server):
+    proc = _cli("--server", server.url, clean.image(10), clean.image(99))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "pulled" in out and "failed" in out and "manifest unknown" in out
+    jobs = subprocess.run([sys.executable, "-m", "puller", "jobs", "--server", server.url, "--json"],
+                          capture_output=True, text=True, timeout=60)
+    (job,) = json.loads(jobs.stdout)
+    assert job["status"] == "failed" and (job["succeeded"], job["failed"]) == (1, 1)
+    shown = subprocess.run([sys.executable, "-m", "puller", "jobs", job["id"], "--server", server.url],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "manifest unknown" in shown.stdout
+
+
+@pytest.mark.parametrize("cancel", [False, True])
+def test_ctrl_c_detaches_from_a_server_job_or_cancels_it(clean, server, proxy, cancel):
+    proxy.reset_stats(Rules(delay=30))
+    args = ["--server", server.url, clean.image(13, registry=proxy.address)]
+    proc = _cli(*(args + (["--cancel-on-interrupt"] if cancel else [])))
+    try:
+        for _ in range(200):
+            if proxy.manifest_requests:
+                break
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and took < 2.5 and "Traceback" not in err, (out, err, took)
+    (job,) = requests.get(server.url + "/jobs").json()["jobs"]
+    if cancel:
+        assert job["status"] == "cancelled" and "cancelled" in out
+    else:
+        assert job["status"] == "running" and job["id"] in err and "detached" in err
+        requests.delete(server.url + "/jobs/" + job["id"], timeout=30)
+
+
+def test_unreachable_server_exits_3(clean):
+    proc = _cli("--server", "http://127.0.0.1:9", clean.image(1))
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3 and "cannot reach the puller server" in err
