@@ -25,21 +25,21 @@ class ProgressPrinter:
         self._layers_of = {}  # reference -> {layer: fraction done}
 
     def _bar(self, reference):
-        bar = self._bars.get(reference)
-        if bar is None and self._per_image:
-            bar = self._bars[reference] = tqdm(total=100, desc=_short(reference), position=self._next_position,
-                                               leave=False, dynamic_ncols=True,
-                                               bar_format="{desc} {bar} {n:3.0f}% {postfix}")
+        found = self._bars.get(reference)
+        if found is None and self._per_image:
+            found = tqdm(total=100, desc=_short(reference), position=self._next_position, leave=False,
+                         dynamic_ncols=True, bar_format="{desc} {bar} {n:3.0f}% {postfix}")
+            self._bars[reference] = found
             self._next_position += 1
-        return bar
+        return found
 
     # -- normalized feed ------------------------------------------------------------
     def image(self, reference, percent, phase=""):
         with self._lock:
-            bar = self._bar(reference)
-            if bar is not None and percent is not None and percent > bar.n:
-                bar.update(percent - bar.n)
-                bar.set_postfix_str(phase, refresh=False)
+            image_bar = self._bar(reference)
+            if image_bar is not None and percent is not None and percent > image_bar.n:
+                image_bar.update(percent - image_bar.n)
+                image_bar.set_postfix_str(phase, refresh=False)
 
     def retry(self, reference, delay, error):
         with self._lock:
@@ -47,9 +47,9 @@ class ProgressPrinter:
 
     def done(self, reference, status):
         with self._lock:
-            bar = self._bars.pop(reference, None)
-            if bar is not None:
-                bar.close()
+            image_bar = self._bars.pop(reference, None)
+            if image_bar is not None:
+                image_bar.close()
             self._total.update(1)
 
     # -- the engine's events (local pulls) ----------------------------------------------
@@ -88,8 +88,8 @@ class ProgressPrinter:
 
     def close(self):
         with self._lock:
-            for bar in self._bars.values():
-                bar.close()
+            for image_bar in self._bars.values():
+                image_bar.close()
             self._bars.clear()
             self._total.close()
 

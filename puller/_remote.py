@@ -98,5 +98,5 @@ def print_job(job, as_json):
     print_jobs([job], False)
     for image in job.get("images") or []:
         row = image.get("row") or {}
-        print("  %-10s %-50s attempts=%d %s" % (image["phase"], image["image"], image["attempts"],
-                                                 row.get("errmsg", "")))
+        print("  %-10s %-50s attempts=%d %s"
+              % (image["phase"], image["image"], image["attempts"], row.get("errmsg", "")))

@@ -44,11 +44,14 @@ class _ConfigMethods:
         return settings.public(self)
 
 
+def _field(setting):
+    # pylint: disable-next=invalid-field-call  # the field goes to make_dataclass below
+    return dataclasses.field(default=setting.default, repr=setting.show != settings.SHOW_SECRET)
+
+
 ServerConfig = dataclasses.make_dataclass(
-    "ServerConfig",
-    [(s.name, object, dataclasses.field(default=s.default, repr=s.show != settings.SHOW_SECRET))
-     for s in settings.SETTINGS],
-    bases=(_ConfigMethods,), frozen=True)
+    "ServerConfig", [(s.name, object, _field(s)) for s in settings.SETTINGS], bases=(_ConfigMethods,),
+    frozen=True)
 ServerConfig.__doc__ = "The server's settings, frozen; one field per entry of ``puller.settings.SETTINGS``."
 
 

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import time
 
 from ansible.module_utils.urls import fetch_url
 
@@ -35,25 +36,37 @@ class EngineClient:
 
 
 class ApiClient:
-    def __init__(self, module, api_url, token, timeout):
-        self.module = module
-        self.url = api_url.rstrip("/") + "/pull"
-        self.token = token
-        self.timeout = timeout
+    """API mode: the request becomes a job on the server, polled until it ends.
 
-    def pull(self, body):
+    A job survives what a single long ``POST /pull`` does not: a proxy's or
+    load balancer's idle timeout, a dropped connection.
+    """
+
+    POLL_INTERVAL = 1.0
+    REQUEST_TIMEOUT = 30
+
+    def __init__(self, module, api_url, token, wait_timeout, clock=time.monotonic, sleep=time.sleep):
+        self.module = module
+        self.base = api_url.rstrip("/")
+        self.token = token
+        self.wait_timeout = wait_timeout
+        self._clock = clock
+        self._sleep = sleep
+
+    def _call(self, method, path, body=None):
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = "Bearer " + self.token
-        resp, info = fetch_url(self.module, self.url, data=json.dumps(body), headers=headers, method="POST",
-                               timeout=self.timeout)
+        url = self.base + path
+        resp, info = fetch_url(self.module, url, data=json.dumps(body) if body is not None else None,
+                               headers=headers, method=method, timeout=self.REQUEST_TIMEOUT)
         status = info.get("status", -1)
         raw = resp.read() if resp is not None else info.get("body", b"")
         try:
             payload = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
         except (ValueError, AttributeError):
             payload = None
-        if status in (200, 500) and isinstance(payload, dict) and "success" in payload:
+        if 200 <= status < 300 and isinstance(payload, dict):
             return payload
         message = payload.get("error") if isinstance(payload, dict) else None
         if status == 400:
@@ -61,5 +74,23 @@ class ApiClient:
         if status == 503:
             raise DaemonUnavailable(message or "the server cannot reach its Docker daemon")
         if status == 401:
-            raise ApiError("%s refused the API token (401)" % self.url)
-        raise ApiError("%s answered %s: %s" % (self.url, status, message or info.get("msg", "")))
+            raise ApiError("%s refused the API token (401)" % url)
+        raise ApiError("%s answered %s: %s" % (url, status, message or info.get("msg", "")))
+
+    def pull(self, body):
+        job = self._call("POST", "/jobs", body)
+        end = self._clock() + self.wait_timeout
+        interval = self.POLL_INTERVAL / 4
+        while True:
+            state = self._call("GET", "/jobs/" + job["id"])
+            if state["status"] not in ("queued", "running"):
+                break
+            if self._clock() >= end:
+                raise ApiError("job %s on %s is still %s after %ss (%d of %d images done); it goes on on the "
+                               "server" % (job["id"], self.base, state["status"], self.wait_timeout,
+                                           state["succeeded"] + state["failed"], state["desired"]))
+            self._sleep(interval)
+            interval = min(self.POLL_INTERVAL, interval * 2)
+        if state.get("report") is None:
+            raise DaemonUnavailable(state.get("error") or "job %s ended without a report" % job["id"])
+        return state["report"]

@@ -287,6 +287,7 @@ class Engine:
             return Outcome(STATUS_WOULD_PULL, 0, None, None)
         return None
 
+
 def _flight_key(spec):
     """Same reference and same credentials: one pull serves them all."""
     return (spec.ref, tuple(sorted(spec.auth_config.items())))

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
 from collections import namedtuple
 
 from ._errors import InvalidRequest
@@ -144,7 +145,7 @@ def _parse_timeout(value):
         seconds = parse_duration(value)
     except ValueError as exc:
         raise InvalidRequest(str(exc), "timeout")
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+    if math.isnan(seconds) or math.isinf(seconds):
         raise InvalidRequest("must be a finite duration", "timeout")
     if seconds <= 0:
         raise InvalidRequest("must be positive", "timeout")

@@ -110,6 +110,14 @@ options:
   api_token:
     description: Bearer token of that server.
     type: str
+  wait_timeout:
+    description:
+      - In API mode, how many seconds to wait for the job on the server to end. The request is made as a job
+        (C(POST /jobs)) that the module polls, so a long pull does not depend on one HTTP request surviving
+        proxies and idle timeouts.
+      - When it runs out the task fails naming the job, which goes on on the server.
+      - Defaults to the O(timeout) times the number of rounds of O(concurrency) images, plus a minute.
+    type: int
   validate_certs:
     description: Verify the server's TLS certificate in API mode.
     type: bool
@@ -328,6 +336,7 @@ def main():
             docker_host=dict(type="str", default="unix:///var/run/docker.sock", fallback=(env_fallback, ["DOCKER_HOST"])),
             api_url=dict(type="str"),
             api_token=dict(type="str", no_log=True),
+            wait_timeout=dict(type="int"),
             validate_certs=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
@@ -341,7 +350,8 @@ def main():
     if params["api_url"]:
         count = max(1, len(params["images"]))
         waves = -(-count // max(1, params["concurrency"]))
-        client = ApiClient(module, params["api_url"], params["api_token"], timeout=deadline * waves + 60)
+        client = ApiClient(module, params["api_url"], params["api_token"],
+                           wait_timeout=params["wait_timeout"] or deadline * waves + 60)
     else:
         if not HAS_DOCKER:
             module.fail_json(msg=missing_required_lib("docker"), exception=str(DOCKER_IMPORT_ERROR))

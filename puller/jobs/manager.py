@@ -355,7 +355,7 @@ class JobManager:
         job.status, job.started, job.finished = job_row["status"], job_row["started"], job_row["finished"]
         job.report, job.error, job.resumed = job_row["report"], job_row["error"], job_row["resumed"]
         if entries is None:  # a listing: phases counted by the store, not each entry read
-            phases = [p for p, n in (job_row.get("phases") or {}).items() for _ in range(n)]
+            phases = [p for p, n in (job_row.get("phases") or {}).items() for _i in range(n)]
             for entry, phase in zip(job.entries, phases):
                 entry.phase = phase
         for stored in entries or ():

@@ -148,8 +148,8 @@ class JobStore:
         with self._lock:
             jobs = [_job(row) for row in self._db.execute(sql, params).fetchall()]
             for job in jobs:
-                job["phases"] = {phase: n for phase, n in self._db.execute(
-                    "SELECT phase, COUNT(*) FROM entries WHERE job_id = ? GROUP BY phase", (job["id"],))}
+                job["phases"] = dict(self._db.execute(
+                    "SELECT phase, COUNT(*) FROM entries WHERE job_id = ? GROUP BY phase", (job["id"],)))
         return jobs
 
     def unfinished(self):

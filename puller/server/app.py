@@ -142,6 +142,7 @@ class Api:
         if size > limit:
             raise _error(413, "request body is larger than the limit of %d bytes" % limit, "body", close)
         return parse_json(b"".join(chunks))
+
     # -- routes -------------------------------------------------------------
     def page(self):
         """The status page: one HTML file, no data in it (it asks the API, token and all)."""

@@ -81,7 +81,7 @@ class Connections:
     def evict_oldest(self):
         if not self._waiting:
             return False
-        handler, _ = self._waiting.popitem(last=False)
+        handler = self._waiting.popitem(last=False)[0]
         self.evicted += 1
         self.open -= 1
         handler.counted = False

@@ -50,9 +50,9 @@ class JobRoutes:
             job = self.jobs.submit(request, body, kind="job")
         except TooManyJobs as exc:
             return error_answer(429, str(exc), "jobs", {"Retry-After": "10"})
-        return json_answer(202, {"id": job.id, "status": "queued", "kind": job.kind, "created": job.created,
-                           "desired": len(job.entries)},
-                     {"Location": "/jobs/%s" % job.id})
+        accepted = {"id": job.id, "status": "queued", "kind": job.kind, "created": job.created,
+                    "desired": len(job.entries)}
+        return json_answer(202, accepted, {"Location": "/jobs/%s" % job.id})
 
     def list(self):
         status = bottle.request.query.get("status") or None

@@ -167,8 +167,8 @@ def openapi_document(version):
                     "parameters": [
                         {"name": "status", "in": "query", "schema": {"type": "string", "enum": [
                             "queued", "running", "succeeded", "failed", "cancelled", "interrupted"]}},
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                                     "maximum": 1000, "default": 50}}],
+                        {"name": "limit", "in": "query",
+                         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}}],
                     "responses": {"200": {"description": "Newest first.", "content": {"application/json": {
                         "schema": {"type": "object", "properties": {
                             "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}}}},

@@ -166,6 +166,7 @@ class ServerProcess:
         cmd += list(args)
         self.cmd = cmd
         self._log = open(self.log_path, "wb")
+
         def limit_files():  # (soft, hard) open-file limit of the server process
             resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
 

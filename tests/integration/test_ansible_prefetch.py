@@ -9,12 +9,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import docker
 import pytest
+import requests
 
 from conftest import LEAKS, TESTENV
+from faultproxy import Rules
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -157,3 +160,21 @@ def test_api_mode_gives_the_same_rows_as_direct_mode(fleet, images, server, grou
 
     assert comparable(via_api["success"]) == comparable(direct["success"])
     assert ground.password not in api.stdout and ground.password not in server.log()
+    (job,) = requests.get(server.url + "/jobs").json()["jobs"]  # API mode made a job and polled it
+    assert job["kind"] == "job" and job["status"] == "succeeded"
+
+
+def test_api_mode_wait_timeout_fails_naming_the_job_which_goes_on(fleet, ground, start_server, proxy):
+    proxy.reset_stats(Rules(delay=3))
+    server = start_server()
+    fleet.clean()
+    proc = fleet.play({"images": [ground.image(5, registry=proxy.address)], "api_url": server.url,
+                       "wait_timeout": 1}, "--limit", "host1")
+    assert proc.returncode != 0
+    (job,) = requests.get(server.url + "/jobs").json()["jobs"]
+    assert "job %s" % job["id"] in proc.stdout and "goes on on the server" in proc.stdout
+    deadline = time.monotonic() + 60
+    while requests.get(server.url + "/jobs/" + job["id"]).json()["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert requests.get(server.url + "/jobs/" + job["id"]).json()["status"] == "succeeded"

@@ -19,13 +19,13 @@ PING = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
 
 def _hostile(port, silent=0, partial=0, idle=0):
     socks = []
-    for _ in range(silent):  # connect and say nothing
+    for _i in range(silent):  # connect and say nothing
         socks.append(rawhttp.connect(port))
-    for _ in range(partial):  # start a head and never finish it
+    for _i in range(partial):  # start a head and never finish it
         sock = rawhttp.connect(port)
         sock.sendall(b"POST /pull HTTP/1.1\r\nHost: x\r\nContent-")
         socks.append(sock)
-    for _ in range(idle):  # one keep-alive /ping, then silence
+    for _i in range(idle):  # one keep-alive /ping, then silence
         sock = rawhttp.connect(port)
         sock.sendall(PING)
         assert rawhttp.read_response(sock)[0] == 200
@@ -40,7 +40,7 @@ def _close(socks):
 
 def _ping_times(server, count=12):
     times = []
-    for _ in range(count):
+    for _i in range(count):
         t0 = time.monotonic()
         assert requests.get(server.url + "/ping", timeout=5).text == "OK"
         times.append(time.monotonic() - t0)

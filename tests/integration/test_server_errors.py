@@ -100,7 +100,7 @@ def _serve(args, env=None, timeout=20):
     full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "puller", "serve"] + list(args), env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.mark.parametrize("args,env,where", [
