@@ -97,12 +97,13 @@ class Bench:
         """Empty the image store (what `docker image prune -a` does)."""
         self.client.prune_images(filters={"dangling": False})
 
-    def start_server(self):
+    def start_server(self, *extra):
         port = free_port()
         self.server_url = "http://127.0.0.1:%d" % port
         self.server = subprocess.Popen(
             [sys.executable, "-m", "puller", "serve", "--listen", "127.0.0.1:%d" % port,
-             "--docker-socket", self.socket, "--log-level", "WARNING"])
+             "--docker-socket", self.socket, "--log-level", "WARNING",
+             "--state-dir", tempfile.mkdtemp(prefix="puller-bench-state-")] + list(extra))
         for _attempt in range(100):
             try:
                 requests.get(self.server_url + "/ping", timeout=1)

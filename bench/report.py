@@ -68,6 +68,7 @@ def chart(pull, ansible):
 
 def main():
     pull, ansible, server = _load("pull.json"), _load("ansible.json"), _load("server.json")
+    jobs = _load("jobs.json")
     lines = [START, "", "![benchmark chart](bench/chart.png)", ""]
     if pull:
         lines += ["Engine and server (`bench/bench.py`, concurrency 10):", ""] + pull_table(pull) + [""]
@@ -76,6 +77,9 @@ def main():
     if server:
         lines += ["Server under load (`bench/server_bench.py`):", "", "| measure | value | note |",
                   "| --- | --- | --- |"] + ["| %s | %s | %s |" % tuple(row) for row in server] + [""]
+    if jobs:
+        lines += ["Jobs (`bench/jobs_bench.py`):", "", "| measure | value | note |",
+                  "| --- | --- | --- |"] + ["| %s | %s | %s |" % tuple(row) for row in jobs] + [""]
     lines.append(END)
     chart(pull, ansible)
     text = README.read_text()

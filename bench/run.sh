@@ -4,6 +4,7 @@
 #   bench/run.sh pull       # bench.py only:  puller /pull vs xargs -P, docker-py threads, serial
 #   bench/run.sh ansible    # ansible_bench.py only: prefetch vs community.docker loop vs xargs -P
 #   bench/run.sh server     # server_bench.py only: latency under load, RSS, 50 identical requests
+#   bench/run.sh jobs       # jobs_bench.py only: watchers' overhead, 5 jobs at once, SQLite's share
 # Then bench/report.py writes the tables into README.md and draws bench/chart.png.
 # community.docker comes with the `ansible` package, installed only into the
 # benchmark's own venv (.venv-bench).
@@ -37,5 +38,8 @@ if [ "$what" = all ] || [ "$what" = ansible ]; then
 fi
 if [ "$what" = all ] || [ "$what" = server ]; then
   "$venv/bin/python" bench/server_bench.py --json bench/results/server.json
+fi
+if [ "$what" = all ] || [ "$what" = jobs ]; then
+  "$venv/bin/python" bench/jobs_bench.py --json bench/results/jobs.json
 fi
 "$venv/bin/python" bench/report.py

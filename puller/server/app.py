@@ -163,6 +163,8 @@ class Api:
             "start_at": self.start_at,
             "version": version_info(),
             "in_flight": self.engine.in_flight(),
+            "store": {"path": self.jobs.store.path, "jobs": self.jobs.store.count(),
+                      "writes": self.jobs.store.writes, "write_seconds": round(self.jobs.store.write_seconds, 6)},
         })
 
     def prometheus(self):
