@@ -75,6 +75,16 @@ def test_ground():
         subprocess.run(["bash", str(TESTENV), "down", env_dir], check=False)
 
 
+def print_rows(rows, json_path=None):
+    """A benchmark's ``(measure, value, note)`` rows as a table, and as JSON for bench/report.py."""
+    print("| measure | value | note |")
+    print("| --- | --- | --- |")
+    for row in rows:
+        print("| %s | %s | %s |" % tuple(row))
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows, indent=2))
+
+
 class Bench:
     def __init__(self, env_dir):
         self.env_dir = env_dir

@@ -15,15 +15,13 @@ Prints one table:
 """
 
 import argparse
-import json
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import requests
 
-from bench import PRESETS, Bench, test_ground
+from bench import PRESETS, Bench, print_rows, test_ground
 from server_bench import percentile, ping_latencies
 
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -158,12 +156,7 @@ def main():
     args = parser.parse_args()
     with test_ground() as env_dir:
         rows = measure(Bench(env_dir), args.runs)
-    print("| measure | value | note |")
-    print("| --- | --- | --- |")
-    for row in rows:
-        print("| %s | %s | %s |" % row)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+    print_rows(rows, args.json)
 
 
 if __name__ == "__main__":

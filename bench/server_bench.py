@@ -10,7 +10,6 @@ the same image against one.
 """
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-from bench import PRESETS, ROOT, Bench, test_ground
+from bench import PRESETS, ROOT, Bench, print_rows, test_ground
 from slowlink import SlowLink
 
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
@@ -135,12 +134,7 @@ def main():
     args = parser.parse_args()
     with test_ground() as env_dir:
         rows = measure(Bench(env_dir))
-    print("| measure | value | note |")
-    print("| --- | --- | --- |")
-    for row in rows:
-        print("| %s | %s | %s |" % row)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+    print_rows(rows, args.json)
 
 
 if __name__ == "__main__":

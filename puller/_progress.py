@@ -28,7 +28,7 @@ class ProgressPrinter:
         found = self._bars.get(reference)
         if found is None and self._per_image:
             found = tqdm(total=100, desc=_short(reference), position=self._next_position, leave=False,
-                         dynamic_ncols=True, bar_format="{desc} {bar} {n:3.0f}% {postfix}")
+                         dynamic_ncols=True, bar_format="{desc} {bar} {n:3.0f}%{postfix}")
             self._bars[reference] = found
             self._next_position += 1
         return found

@@ -24,6 +24,24 @@ def _cli(*args, **kwargs):
                             **kwargs)
 
 
+def _interrupt_when(proc, ready, signals=1):
+    """Wait until ``ready()``, send SIGINT ``signals`` times; ``(out, err, seconds to exit)``."""
+    try:
+        for _i in range(200):
+            if ready():
+                break
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        for _i in range(signals):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=30)
+        return out, err, time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_pull_prints_rows_and_exits_0(clean):
     proc = _cli("--docker-socket", clean.socket, clean.image(10), clean.image(11))
     out, err = proc.communicate(timeout=120)
@@ -49,19 +67,7 @@ def test_ctrl_c_aborts_the_pulls_in_flight_and_exits_130(clean, proxy):
     slow = [clean.image(n, registry=proxy.address) for n in (13, 14)]
     proc = _cli("--docker-socket", clean.socket, "--concurrency", "3", fast, *slow)
     client = clean.client()
-    try:
-        for _i in range(150):  # until the fast image is in
-            if client.images(name=fast):
-                break
-            time.sleep(0.1)
-        time.sleep(0.5)
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-        took = time.monotonic() - t0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    out, err, took = _interrupt_when(proc, lambda: client.images(name=fast) and time.sleep(0.5) is None)
     assert proc.returncode == 130, (out, err)
     assert took < 2.5, took
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
@@ -75,18 +81,7 @@ def test_ctrl_c_aborts_the_pulls_in_flight_and_exits_130(clean, proxy):
 def test_a_second_ctrl_c_leaves_at_once(clean, proxy):
     proxy.reset_stats(Rules(delay=30))
     proc = _cli("--docker-socket", clean.socket, clean.image(15, registry=proxy.address))
-    try:
-        for _i in range(200):  # until the daemon asks the registry
-            if proxy.manifest_requests:
-                break
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _out, err, _took = _interrupt_when(proc, lambda: proxy.manifest_requests, signals=2)
     assert proc.returncode == 130 and "Traceback" not in err
 
 
@@ -109,18 +104,7 @@ def test_ctrl_c_detaches_from_a_server_job_or_cancels_it(clean, server, proxy, c
     proxy.reset_stats(Rules(delay=30))
     args = ["--server", server.url, clean.image(13, registry=proxy.address)]
     proc = _cli(*(args + (["--cancel-on-interrupt"] if cancel else [])))
-    try:
-        for _i in range(200):
-            if proxy.manifest_requests:
-                break
-            time.sleep(0.05)
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-        took = time.monotonic() - t0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    out, err, took = _interrupt_when(proc, lambda: proxy.manifest_requests)
     assert proc.returncode == 130 and took < 2.5 and "Traceback" not in err, (out, err, took)
     (job,) = requests.get(server.url + "/jobs").json()["jobs"]
     if cancel:
