@@ -11,6 +11,7 @@ cannot pull again the images that needed credentials: they end failed, saying
 so, and the rest are pulled.
 """
 
+import collections
 import logging
 import queue
 import threading
@@ -29,6 +30,7 @@ log = logging.getLogger("puller.jobs")
 
 SUCCESS_STATUSES = (STATUS_PULLED, STATUS_UP_TO_DATE, STATUS_PRESENT, STATUS_WOULD_PULL)
 PROGRESS_INTERVAL = 0.25  # seconds between progress events of one image
+RECENT_IN_MEMORY = 100
 NOT_RESUMABLE = ("interrupted by a restart: credentials are never stored, so this image was not pulled "
                  "again; submit it again")
 NEVER_PULLED = "interrupted: puller stopped before this image was pulled"
@@ -91,7 +93,7 @@ class JobManager:
         self.metrics = metrics
         self._lock = threading.Lock()
         self._runs = {}  # job id -> _Run, for jobs queued or running
-        self._recent = {}  # job id -> Job, ended in this process (events for late subscribers)
+        self._recent = collections.OrderedDict()  # job id -> Job, ended here lately (served from memory)
         self._subscribers = {}  # job id -> [queue]
         self._stopping = False
 
@@ -129,9 +131,9 @@ class JobManager:
     def _run(self, run):
         job = run.job
         try:
-            job.status, job.started = model.RUNNING, job.started or rfc3339_now()
-            self.store.update_job(job.id, status=job.status, started=job.started, resumed=job.resumed)
-            self._publish(job, {"type": "status", "status": job.status, "resumed": job.resumed})
+            if job.resumed:
+                self.store.update_job(job.id, resumed=job.resumed)
+                self._publish(job, {"type": "status", "status": job.status, "resumed": job.resumed})
             t0 = time.monotonic()
             try:
                 report = self.engine.pull(run.request, runner=self.runner,
@@ -147,8 +149,19 @@ class JobManager:
             job.error = "internal error"
             self._end(run, model.FAILED, None)
 
+    def _started(self, job):
+        """Queued until the daemon works on it (it may wait for the server-wide cap)."""
+        with job.lock:
+            if job.status != model.QUEUED:
+                return
+            job.status, job.started = model.RUNNING, job.started or rfc3339_now()
+        self.store.update_job(job.id, status=job.status, started=job.started)
+        self._publish(job, {"type": "status", "status": job.status, "resumed": job.resumed})
+
     def _on_event(self, run, event):
         job = run.job
+        if event.kind != "attempt":  # the daemon answered: a slot is held, or nothing was needed
+            self._started(job)
         if event.kind == "done":
             self._end_image(run, event)
             return
@@ -216,7 +229,7 @@ class JobManager:
         ordered = [rows[e.index] for e in job.entries]
         return {"success": [r for r in ordered if r["status"] in SUCCESS_STATUSES],
                 "failure": [r for r in ordered if r["status"] not in SUCCESS_STATUSES],
-                "startAt": job.started, "cost": format_duration(time.monotonic() - t0)}
+                "startAt": job.started or job.created, "cost": format_duration(time.monotonic() - t0)}
 
     def _end(self, run, status, report, rows=None):
         job = run.job
@@ -247,6 +260,8 @@ class JobManager:
             self._runs.pop(job.id, None)
             if not run.shutdown:
                 self._recent[job.id] = job
+                while len(self._recent) > RECENT_IN_MEMORY:  # older ones are read from the store
+                    self._recent.popitem(last=False)
         self._close_subscribers(job.id)
         run.done.set()
 
@@ -408,7 +423,7 @@ class JobManager:
         deleted = self.store.purge(time.time() - self.retention)
         cutoff = time.time() - self.retention
         with self._lock:
-            for job_id in [j for j, job in self._recent.items() if job.created_ts < cutoff or len(self._recent) > 500]:
+            for job_id in [j for j, job in self._recent.items() if job.created_ts < cutoff]:
                 self._recent.pop(job_id, None)
         return deleted
 
