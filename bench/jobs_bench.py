@@ -121,7 +121,7 @@ def measure(bench, runs):
         ids = [requests.post(bench.server_url + "/jobs", json={"concurrency": n, "images": images},
                              timeout=30).json()["id"] for _i in range(5)]
         for job_id in ids:
-            while requests.get(bench.server_url + "/jobs/" + job_id, timeout=10).json()["status"] == "running":
+            while requests.get(bench.server_url + "/jobs/" + job_id, timeout=10).json()["status"] in ("queued", "running"):
                 time.sleep(0.2)
         took = time.perf_counter() - t0
         stop.set()
@@ -137,7 +137,7 @@ def measure(bench, runs):
         t0 = time.perf_counter()
         job_id = requests.post(bench.server_url + "/jobs", json={"concurrency": n, "images": refs},
                                timeout=30).json()["id"]
-        while requests.get(bench.server_url + "/jobs/" + job_id, timeout=30).json()["status"] == "running":
+        while requests.get(bench.server_url + "/jobs/" + job_id, timeout=30).json()["status"] in ("queued", "running"):
             time.sleep(0.5)
         took = time.perf_counter() - t0
         after = requests.get(bench.server_url + "/debug/dump", timeout=10).json()["store"]

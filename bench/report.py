@@ -51,6 +51,8 @@ def chart(pull, ansible):
     for r in ansible or []:
         groups.append(("ansible, %d host%s" % (r["hosts"], "s" if r["hosts"] > 1 else ""), r["method"], r["median_s"]))
     presets = list(dict.fromkeys(g[0] for g in groups))
+    if not presets:
+        return  # nothing measured that the chart shows
     methods = list(dict.fromkeys(g[1] for g in groups))
     fig, axes = plt.subplots(1, len(presets), figsize=(3.2 * len(presets), 4.2), squeeze=False)
     colors = plt.get_cmap("tab10")

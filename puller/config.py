@@ -6,6 +6,7 @@ value is refused here, at start-up, naming the flag or variable it came from.
 """
 
 import dataclasses
+import json
 import os
 from typing import Tuple
 
@@ -45,8 +46,12 @@ class _ConfigMethods:
 
 
 def _field(setting):
-    # pylint: disable-next=invalid-field-call  # the field goes to make_dataclass below
-    return dataclasses.field(default=setting.default, repr=setting.show != settings.SHOW_SECRET)
+    shown = setting.show != settings.SHOW_SECRET
+    if isinstance(setting.default, (dict, list)):
+        # pylint: disable-next=invalid-field-call  # the field goes to make_dataclass below
+        return dataclasses.field(default_factory=type(setting.default), repr=shown)
+    # pylint: disable-next=invalid-field-call
+    return dataclasses.field(default=setting.default, repr=shown)
 
 
 ServerConfig = dataclasses.make_dataclass(
@@ -101,6 +106,26 @@ def from_sources(flags: dict, environ=None, names=None) -> "ServerConfig":
     if token_file:
         values["token"] = _read_token(token_file)
     return ServerConfig(**values)
+
+
+def read_mirror_auth(path):
+    """The ``--mirror-auth-file``: ``{"mirror-host": {auth_config}}``; ``{}`` without a file."""
+    from puller.core._mirrors import normalize_host
+    from puller.core._request import AUTH_CONFIG_KEYS
+
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__  # never the file's content
+        raise InvalidRequest("cannot read mirror credentials from %s: %s" % (path, reason), "--mirror-auth-file")
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise InvalidRequest("%s must map a mirror host to an object of %s" % (path, ", ".join(AUTH_CONFIG_KEYS)),
+                             "--mirror-auth-file")
+    return {normalize_host(host, "--mirror-auth-file"): {k: v for k, v in auth.items() if k in AUTH_CONFIG_KEYS}
+            for host, auth in data.items()}
 
 
 def _read_token(path):

@@ -74,6 +74,14 @@ def default_state_dir():
     return os.path.join(base, "puller")
 
 
+def mirror_map(value):
+    from puller.core._mirrors import parse_setting  # a ValueError names the bad entry
+
+    if isinstance(value, dict):
+        return value
+    return parse_setting(value)
+
+
 def listen_address(value):
     value = text(value)
     parse_listen(value)
@@ -100,7 +108,8 @@ class Setting:
     show: str = SHOW_PLAIN
     flag: Optional[str] = ""  # "" derives --name-with-dashes; None: environment only
     metavar: Optional[str] = None
-    switch: bool = False  # a flag without a value that turns a default-on boolean off ("--no-...")
+    switch: bool = False  # a flag without a value: "--no-X" turns a default-on boolean off, "--X" turns one on
+    repeat: bool = False  # the flag may be given many times; the values come as a list
 
     @property
     def option(self):
@@ -158,6 +167,16 @@ SETTINGS = (
     Setting("resume", "PULLER_RESUME", True, boolean,
             "resume jobs that were queued or running when the last process stopped; `--no-resume` (or "
             "`PULLER_RESUME=false`) marks them interrupted instead", flag="--no-resume", switch=True),
+    Setting("mirrors", "PULLER_MIRRORS", {}, mirror_map,
+            "`REGISTRY=MIRROR[,MIRROR...]`, repeatable (in the variable: entries separated by `;`): mirrors to "
+            "try, in order, before the origin, for any registry (`docker.io` included). Trusted: the operator "
+            "named them", flag="--mirror", metavar="REGISTRY=MIRROR[,MIRROR]", repeat=True),
+    Setting("mirror_auth_file", "PULLER_MIRROR_AUTH_FILE", None, text,
+            "JSON file (mode 0600) mapping a mirror host to its own `auth_config`; a mirror never gets the "
+            "origin's credentials", metavar="FILE"),
+    Setting("allow_request_mirrors", "PULLER_ALLOW_REQUEST_MIRRORS", False, boolean,
+            "accept mirrors that a request names in its `mirrors` (otherwise 403); they are used only when "
+            "the origin confirms the tag's digest", switch=True),
     Setting("drain_timeout", "PULLER_DRAIN_TIMEOUT", 60.0, positive_duration,
             "on SIGTERM/SIGINT: stop accepting, let in-flight requests finish this long, exit 0",
             show=SHOW_DURATION),
@@ -183,7 +202,10 @@ def add_arguments(parser, names=None):
         text_help = "%s (env %s; default %s)" % (setting.help.replace("`", "").replace("%", "%%"), setting.env,
                                                  default)
         if setting.switch:
-            parser.add_argument(setting.option, dest=setting.name, action="store_const", const="false",
+            parser.add_argument(setting.option, dest=setting.name, action="store_const",
+                                const="false" if setting.option.startswith("--no-") else "true", help=text_help)
+        elif setting.repeat:
+            parser.add_argument(setting.option, dest=setting.name, metavar=setting.shown_metavar, action="append",
                                 help=text_help)
         else:
             parser.add_argument(setting.option, dest=setting.name, metavar=setting.shown_metavar, help=text_help)

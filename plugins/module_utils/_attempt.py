@@ -17,12 +17,18 @@ import threading
 import time
 
 from ._daemon import APIError, RequestTimeout, abort_connection, abort_response
-from ._errors import DaemonUnavailable, DeadlineExceeded, PullFailed, TransientPullError, pull_error
+from ._errors import (DaemonUnavailable, DeadlineExceeded, PermanentPullError, PullFailed, TransientPullError,
+                      pull_error)
+from ._mirrors import mirror_name
 from ._godur import format_duration
 from ._redact import redact, secrets_of
 from ._stream import KIND_DIGEST, KIND_ERROR, KIND_LAYER, KIND_PROGRESS, read_event
 
 log = logging.getLogger("puller.engine")
+
+# The origin's answer about a tag's digest is one manifest request: it gets at
+# most this long before the mirrors are used without it.
+ORIGIN_CHECK_TIMEOUT = 15.0
 
 
 class DaemonAttempt:
@@ -62,28 +68,99 @@ class DaemonAttempt:
                 raise DeadlineExceeded(timeout_msg)
             if self._slots.acquire(timeout=min(remaining, 1.0)):
                 break
+        flight.emit("started")  # a daemon slot is held: the daemon works on it from now on
         try:
             try:
                 client = self._client()
             except DaemonUnavailable as exc:
                 raise TransientPullError(str(exc))
-            watchdog = _Watchdog(flight, self._clock, self._stall_timeout)
-            # The watchdog bounds the attempt; the read timeout is a backstop only.
-            client.begin_pull(self._backstop, watchdog.arm_connection)
-            try:
-                return self._stream(client, flight, spec, watchdog)
-            finally:
-                watchdog.cancel()
-                abort_response(client.end_pull())
+            if spec.mirrors:
+                digest = self._via_mirrors(client, flight, spec)
+                if digest is not None:
+                    return digest
+                flight.extra["source"] = spec.ref.domain  # rows say where an image came from when it had a choice
+            return self._one_pull(client, flight, spec.ref.name, spec.ref.pull_tag, spec.auth_config)
         finally:
             self._slots.release()
 
-    def _stream(self, client, flight, spec, watchdog):
-        ref, digest, secrets = spec.ref, None, secrets_of(spec.auth_config)
-        timeout_msg = "timeout: pull of %s exceeded the deadline" % (ref,)
+    def _one_pull(self, client, flight, name, tag, auth_config):
+        """One daemon pull stream, under a watchdog of its own."""
+        watchdog = _Watchdog(flight, self._clock, self._stall_timeout)
+        # The watchdog bounds the pull; the read timeout is a backstop only.
+        client.begin_pull(self._backstop, watchdog.arm_connection)
         try:
-            events = client.pull(ref.name, tag=ref.pull_tag, stream=True, decode=True,
-                                 auth_config=dict(spec.auth_config))
+            return self._stream(client, flight, name, tag, auth_config, watchdog)
+        finally:
+            watchdog.cancel()
+            abort_response(client.end_pull())
+
+    # -- mirrors ------------------------------------------------------------------
+    def _via_mirrors(self, client, flight, spec):
+        """Try each mirror not tried yet for this image (once per image: a dead
+        mirror costs one try, not the retry budget); the digest, or None to go
+        to the origin."""
+        ref = spec.ref
+        skipped = flight.extra.setdefault("mirrors", [])
+        tried = set(entry["mirror"] for entry in skipped)
+        candidates = [m for m in spec.mirrors if m.host not in tried]
+        if not candidates:
+            return None
+        digest, note = ref.digest, None
+        if digest is None:
+            digest, note = self._origin_digest(client, flight, spec)
+        for mirror in candidates:
+            if digest is None and not mirror.trusted:
+                skipped.append({"mirror": mirror.host, "error": "not used: the origin could not confirm the tag's "
+                                "digest, and this mirror was named in the request, not by the operator"})
+                continue
+            name = mirror_name(ref, mirror.host)
+            try:
+                pulled = self._one_pull(client, flight, name, digest or ref.tag, mirror.auth_config)
+            except PullFailed as exc:
+                if not flight.active() or flight.deadline_at() <= self._clock():
+                    raise
+                skipped.append({"mirror": mirror.host, "error": exc.message})
+                log.info("pull %s: mirror %s skipped: %s", ref, mirror.host, exc.message)
+                continue
+            self._adopt(client, ref, name, digest)
+            flight.extra.update(source=mirror.host)
+            if note:
+                flight.extra["note"] = note
+            return digest or pulled
+        return None
+
+    def _origin_digest(self, client, flight, spec):
+        """The tag's current digest from the origin (one manifest request, no
+        layers), so a mirror's stale copy cannot be served; ``(digest, note)``."""
+        secrets = secrets_of(spec.auth_config)
+        remaining = max(0.5, min(ORIGIN_CHECK_TIMEOUT, flight.deadline_at() - self._clock()))
+        try:
+            with client.call_timeout(remaining):
+                found = client.inspect_distribution(str(spec.ref), auth_config=dict(spec.auth_config))
+            return found["Descriptor"]["digest"], None
+        except APIError as exc:
+            error = pull_error(redact(exc.explanation or str(exc), secrets), exc.status_code)
+            if not error.retryable and exc.status_code != 404 or "manifest unknown" in error.message:
+                raise PermanentPullError("at the origin: " + error.message)
+            reason = error.message
+        except Exception as exc:  # pylint: disable=broad-except  # unreachable origin, timeout
+            reason = redact(str(exc), secrets)
+        return None, "the origin could not confirm the tag's digest (%s); the mirror's tag was used" % reason
+
+    @staticmethod
+    def _adopt(client, ref, name, digest):
+        """Give the image its canonical name and drop the mirror's, so that
+        containers, compose files and ``docker run`` keep using the origin's."""
+        pulled_as = name + ("@" + digest if digest else ":" + ref.tag)
+        if ref.tag:
+            client.tag(pulled_as, ref.name, ref.tag)
+            client.remove_image(pulled_as, noprune=True)
+
+    def _stream(self, client, flight, name, tag, auth_config, watchdog):
+        digest, secrets = None, secrets_of(auth_config)
+        timeout_msg = "timeout: pull of %s exceeded the deadline" % (name,)
+        try:
+            events = client.pull(name, tag=tag, stream=True, decode=True, auth_config=dict(auth_config))
             watchdog.arm(client.current_response())
             for raw in events:
                 watchdog.alive()

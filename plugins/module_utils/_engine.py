@@ -67,7 +67,8 @@ class EngineConfig(namedtuple("EngineConfig", "docker_host api_version deadline 
 class PullEvent(namedtuple("PullEvent", "kind reference attempt detail")):
     """What the engine reports while it works.
 
-    kind: ``attempt`` (an attempt starts), ``progress`` (detail: layer,
+    kind: ``attempt`` (an attempt starts), ``started`` (it holds a daemon
+    slot: the daemon works on it now), ``progress`` (detail: layer,
     phase, current and total bytes), ``layer`` (a layer's phase changed, no
     byte counts; ``done`` says it is complete), ``retry`` (detail: error,
     delay), ``done`` (detail: a ``Done``).
@@ -76,7 +77,7 @@ class PullEvent(namedtuple("PullEvent", "kind reference attempt detail")):
     __slots__ = ()
 
 
-class Done(namedtuple("Done", "status attempts error digest cost")):
+class Done(namedtuple("Done", "status attempts error digest extra cost")):
     """The detail of a ``done`` event: how an image ended, and how long it took."""
 
     __slots__ = ()
@@ -116,7 +117,7 @@ def _row(spec, outcome, cost, before, after):
     previous, current, status = before.get(key), after.get(key), outcome.status
     if status == STATUS_PULLED and current is not None and current == previous:
         status = STATUS_UP_TO_DATE
-    return {
+    row = {
         "image": spec.image,
         "tag": spec.tag,
         "project": spec.project,
@@ -128,6 +129,14 @@ def _row(spec, outcome, cost, before, after):
         "previous_id": previous or "",
         "status": status,
     }
+    extra = outcome.extra or {}
+    if status != STATUS_FAILED and extra.get("source"):
+        row["source"] = extra["source"]  # the endpoint that served it: a mirror, or the origin
+    if extra.get("mirrors"):
+        row["mirrors"] = [dict(entry) for entry in extra["mirrors"]]  # the mirrors skipped, and what they said
+    if extra.get("note"):
+        row["note"] = extra["note"]
+    return row
 
 
 def _local_key(ref):
@@ -289,5 +298,6 @@ class Engine:
 
 
 def _flight_key(spec):
-    """Same reference and same credentials: one pull serves them all."""
-    return (spec.ref, tuple(sorted(spec.auth_config.items())))
+    """Same reference, credentials and mirrors: one pull serves them all."""
+    mirrors = tuple((m.host, tuple(sorted(m.auth_config.items())), m.trusted) for m in spec.mirrors)
+    return (spec.ref, tuple(sorted(spec.auth_config.items())), mirrors)

@@ -7,6 +7,7 @@ Exception tree::
 
     PullerError                 base of everything the engine raises
     +-- InvalidRequest          bad input; ``field`` names it ("images[2].tag")
+    |   +-- RequestForbidden    valid, but not allowed here (a mirror the server does not trust)
     +-- DaemonUnavailable       the Docker daemon cannot be reached at all
     +-- PullFailed              one image could not be pulled
         +-- PermanentPullError  retrying cannot help (auth, not found, bad ref)
@@ -35,6 +36,10 @@ class InvalidRequest(PullerError):
         super(InvalidRequest, self).__init__(message)
         self.message = message
         self.field = field
+
+
+class RequestForbidden(InvalidRequest):
+    """Well-formed, but this server does not allow it (HTTP 403)."""
 
 
 class DaemonUnavailable(PullerError):

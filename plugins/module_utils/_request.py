@@ -17,6 +17,7 @@ from collections import namedtuple
 
 from ._errors import InvalidRequest
 from ._godur import parse_duration
+from ._mirrors import normalize_host, parse_mirror_map, plan
 from ._reference import InvalidReference, resolve
 
 DEFAULT_MAX_IMAGES = 1000
@@ -31,10 +32,14 @@ PULL_POLICIES = (POLICY_ALWAYS, POLICY_MISSING)
 AUTH_CONFIG_KEYS = ("username", "password", "auth", "email", "serveraddress", "identitytoken", "registrytoken")
 
 
-class PullSpec(namedtuple("PullSpec", "index ref image tag project auth_config")):
-    """One requested image, as asked (``image``, ``tag``) and as resolved (``ref``)."""
+class PullSpec(namedtuple("PullSpec", "index ref image tag project auth_config mirrors")):
+    """One requested image, as asked (``image``, ``tag``) and as resolved (``ref``);
+    ``mirrors``: the ``Mirror`` endpoints to try before the origin."""
 
     __slots__ = ()
+
+    def __new__(cls, index, ref, image, tag, project, auth_config, mirrors=()):
+        return super(PullSpec, cls).__new__(cls, index, ref, image, tag, project, auth_config, mirrors)
 
 
 class PullRequest(namedtuple("PullRequest", "specs concurrency attempts policy dry_run deadline")):
@@ -110,8 +115,14 @@ def _parse_count(body, key, default):
     return value if value > 0 else default
 
 
-def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None):
-    """Validate a decoded JSON body. Images may be objects or reference strings."""
+def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None, mirrors=None, mirror_auth=None,
+                       allow_request_mirrors=False):
+    """Validate a decoded JSON body. Images may be objects or reference strings.
+
+    ``mirrors``/``mirror_auth`` are the operator's (trusted) mirror map and
+    mirror credentials; the body's ``mirrors`` overrides the map per registry
+    and its ``mirror_auth`` adds credentials per mirror host.
+    """
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object", "body")
     images = body.get("images")
@@ -125,6 +136,7 @@ def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None):
         raise InvalidRequest("has %d entries; at most %d are allowed" % (len(images), max_images), "images")
     default_auth = _parse_auth(default_auth, "auth_config")
     specs = [_parse_spec(i, item, default_auth) for i, item in enumerate(images)]
+    specs = _with_mirrors(specs, body, mirrors or {}, mirror_auth or {}, allow_request_mirrors)
     concurrency = _parse_count(body, "concurrency", DEFAULT_CONCURRENCY)
     attempts = min(_parse_count(body, "retry", DEFAULT_RETRY), MAX_ATTEMPTS)
     policy = body.get("pull", POLICY_ALWAYS)
@@ -134,6 +146,21 @@ def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None):
     if not isinstance(dry_run, bool):
         raise InvalidRequest("must be true or false", "dry_run")
     return PullRequest(specs, concurrency, attempts, policy, dry_run, _parse_timeout(body.get("timeout")))
+
+
+def _with_mirrors(specs, body, configured, configured_auth, allow_requested):
+    requested = parse_mirror_map(body.get("mirrors"), "mirrors")
+    auth = dict(configured_auth)
+    given = body.get("mirror_auth")
+    if given is not None:
+        if not isinstance(given, dict):
+            raise InvalidRequest("must be an object mapping a mirror host to its auth_config", "mirror_auth")
+        for host, value in given.items():
+            auth[normalize_host(host, "mirror_auth")] = _parse_auth(value, "mirror_auth.%s" % host)
+    if not configured and not requested:
+        return specs
+    return [spec._replace(mirrors=plan(spec.ref.domain, configured, requested, auth, allow_requested, "mirrors"))
+            for spec in specs]
 
 
 def _parse_timeout(value):

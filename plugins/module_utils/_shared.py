@@ -41,10 +41,14 @@ STATUS_CANCELLED = "cancelled"
 log = logging.getLogger("puller.engine")
 
 
-class Outcome(namedtuple("Outcome", "status attempts error digest")):
-    """How one participant's pull ended (its own attempts, its own error)."""
+class Outcome(namedtuple("Outcome", "status attempts error digest extra")):
+    """How one participant's pull ended (its own attempts, its own error);
+    ``extra``: what the attempts noted for the row (where it came from, skipped mirrors), or None."""
 
     __slots__ = ()
+
+    def __new__(cls, status, attempts, error, digest, extra=None):
+        return super(Outcome, cls).__new__(cls, status, attempts, error, digest, extra)
 
 
 class Participant:
@@ -93,6 +97,7 @@ class Flight:
         self.results = []  # (attempt number, error or None, digest)
         self.participants = []
         self.started_at = rfc3339_now()
+        self.extra = {}  # what the attempts note for the rows, e.g. the source of the image
 
     def active(self):
         return [p for p in list(self.participants) if p.active]
@@ -177,15 +182,16 @@ class SharedPulls:
                     if number < p.first:
                         continue
                     if error is None:
-                        return self._leave(flight, p, Outcome(STATUS_PULLED, p.mine(number), None, digest))
+                        return self._leave(flight, p, Outcome(STATUS_PULLED, p.mine(number), None, digest,
+                                                              dict(flight.extra) or None))
                     last_error = (number, error)
                     if not error.retryable or number >= p.last:
-                        return self._leave(flight, p, self._failed(p, number, error))
+                        return self._leave(flight, p, self._failed(flight, p, number, error))
                 if flight.finished:
                     if last_error is None:
                         self._leave(flight, p, None)
                         return None
-                    return self._leave(flight, p, self._failed(p, *last_error))
+                    return self._leave(flight, p, self._failed(flight, p, *last_error))
                 now = self._clock()
                 if p.cancelled():
                     return self._leave(flight, p, Outcome(STATUS_CANCELLED, p.mine(flight.attempt), "cancelled", None))
@@ -196,9 +202,9 @@ class SharedPulls:
                 flight.cond.wait(min(wait, 0.25) if p.cancel is not None else wait)
 
     @staticmethod
-    def _failed(p, number, error):
+    def _failed(flight, p, number, error):
         message = p.timeout_message if isinstance(error, DeadlineExceeded) else error.message
-        return Outcome(STATUS_FAILED, p.mine(number), message, None)
+        return Outcome(STATUS_FAILED, p.mine(number), message, None, dict(flight.extra) or None)
 
     @staticmethod
     def _leave(flight, p, outcome):

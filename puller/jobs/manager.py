@@ -59,7 +59,7 @@ def public_body(body):
             images.append(kept)
         else:
             images.append(item)
-    kept = {k: body[k] for k in ("concurrency", "retry", "pull", "dry_run", "timeout") if k in body}
+    kept = {k: body[k] for k in ("concurrency", "retry", "pull", "dry_run", "timeout", "mirrors") if k in body}
     kept["images"] = images
     return kept
 
@@ -91,6 +91,7 @@ class JobManager:
         self.retention = retention
         self.max_images = max_images
         self.metrics = metrics
+        self.parse = parse_pull_request  # the server sets its own, with its mirrors
         self._lock = threading.Lock()
         self._runs = {}  # job id -> _Run, for jobs queued or running
         self._recent = collections.OrderedDict()  # job id -> Job, ended here lately (served from memory)
@@ -160,8 +161,10 @@ class JobManager:
 
     def _on_event(self, run, event):
         job = run.job
-        if event.kind != "attempt":  # the daemon answered: a slot is held, or nothing was needed
+        if event.kind != "attempt":  # a daemon slot is held, or nothing was needed
             self._started(job)
+        if event.kind == "started":
+            return
         if event.kind == "done":
             self._end_image(run, event)
             return
@@ -252,7 +255,7 @@ class JobManager:
             self.store.update_job(job.id, status=status, finished=job.finished, finished_ts=time.time(),
                                   report=report, error=job.error)
             if self.metrics is not None:
-                self.metrics.job_ended(status, time.time() - job.created_ts)
+                self.metrics.job_ended(status, time.time() - job.created_ts, report if job.kind == "job" else None)
             final = {"type": "report", "ok": status == model.SUCCEEDED, "status": status}
             final.update(report or {"error": job.error})
             self._publish(job, final)
@@ -391,7 +394,7 @@ class JobManager:
                 self.store.finish_entries(job.id, [(index, entry.phase, entry.attempts, entry.row)])
         remaining = [e.index for e in job.entries if not e.ended]
         body = dict(job.request, images=[job.request["images"][i] for i in remaining])
-        request = parse_pull_request(body, max_images=max(self.max_images, len(remaining))) if remaining else None
+        request = self.parse(body, max_images=max(self.max_images, len(remaining))) if remaining else None
         if request is not None:
             job.map_references((str(spec.ref), remaining[spec.index]) for spec in request.specs)
         job.resumed += 1

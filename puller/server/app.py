@@ -14,7 +14,8 @@ import bottle
 
 import puller
 from puller.core._engine import run_in_threads
-from puller.core._errors import InvalidRequest
+from puller.config import read_mirror_auth
+from puller.core._errors import InvalidRequest, RequestForbidden
 from puller.core._godur import rfc3339_now
 from puller.core._request import parse_pull_request
 from puller.jobs.model import SUCCEEDED
@@ -69,6 +70,8 @@ class Api:
         self.config = config
         self.runner = runner
         self.jobs = jobs
+        self.mirror_auth = read_mirror_auth(config.mirror_auth_file)
+        jobs.parse = self.parse
         self.draining = False
         self.metrics = Metrics(engine.in_flight, jobs.store.counts_by_status)
         jobs.metrics = self.metrics
@@ -114,6 +117,12 @@ class Api:
             return handler(*args, **kwargs)
 
         return check
+
+    def parse(self, body, max_images=None):
+        """A request body as the engine's ``PullRequest``, with this server's mirrors."""
+        return parse_pull_request(body, max_images=max_images or self.config.max_images,
+                                  mirrors=self.config.mirrors, mirror_auth=self.mirror_auth,
+                                  allow_request_mirrors=self.config.allow_request_mirrors)
 
     def read_json(self):
         """The request body as JSON, read straight from ``wsgi.input``.
@@ -179,10 +188,11 @@ class Api:
         ``/jobs``) even when its client goes away."""
         body = self.read_json()
         try:
-            request = parse_pull_request(body, max_images=self.config.max_images)
+            request = self.parse(body)
         except InvalidRequest as exc:
-            self.metrics.observe(400)
-            return _error(400, exc.message, exc.field)
+            status = 403 if isinstance(exc, RequestForbidden) else 400
+            self.metrics.observe(status)
+            return _error(status, exc.message, exc.field)
         job = self.jobs.submit(request, body, kind="pull")
         if wants(NDJSON):
             state, subscription = self.jobs.subscribe(job.id)

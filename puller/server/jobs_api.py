@@ -1,6 +1,6 @@
 """The job routes: ``/jobs``, ``/jobs/{id}``, ``/jobs/{id}/events``, and streaming ``/pull``.
 
-Thin: validation is the engine's (``parse_pull_request``), bookkeeping the
+Thin: validation is the engine's (``Api.parse``), bookkeeping the
 job manager's; here are only status codes and the two stream formats,
 NDJSON (one JSON object a line) and Server-Sent Events.
 """
@@ -10,8 +10,7 @@ import queue
 
 import bottle
 
-from puller.core._errors import InvalidRequest
-from puller.core._request import parse_pull_request
+from puller.core._errors import InvalidRequest, RequestForbidden
 from puller.jobs.manager import JobEnded, NoSuchJob, TooManyJobs
 from puller.jobs.model import JOB_STATUSES
 from puller.server.answers import error_answer, json_answer
@@ -43,9 +42,9 @@ class JobRoutes:
     def create(self):
         body = self.api.read_json()
         try:
-            request = parse_pull_request(body, max_images=self.api.config.max_images)
+            request = self.api.parse(body)
         except InvalidRequest as exc:
-            return error_answer(400, exc.message, exc.field)
+            return error_answer(403 if isinstance(exc, RequestForbidden) else 400, exc.message, exc.field)
         try:
             job = self.jobs.submit(request, body, kind="job")
         except TooManyJobs as exc:

@@ -27,6 +27,10 @@ class Metrics:
                                   buckets=DURATION_BUCKETS, registry=self.registry)
         Gauge("puller_pulls_in_flight", "Daemon pulls running now.", registry=self.registry).set_function(
             lambda: len(in_flight()))
+        self.sources = Counter("puller_pulls_by_source", "Images pulled, by the endpoint that served them "
+                               "(a mirror or the origin).", ["source"], registry=self.registry)
+        self.fallbacks = Counter("puller_mirror_fallbacks", "Mirrors skipped for an image (they failed or could not "
+                                 "be trusted), by mirror.", ["mirror"], registry=self.registry)
         self.job_seconds = Histogram("puller_job_seconds", "Time from a job's creation to its end.",
                                      buckets=DURATION_BUCKETS + (3600, 7200), registry=self.registry)
         self._job_counts = job_counts
@@ -44,9 +48,19 @@ class Metrics:
         for row in (report["success"] + report["failure"]) if report is not None else ():
             self.images.labels(status=row["status"]).inc()
             self.duration.observe(parse_duration(row["cost"]))
+        self.rows(report)
 
-    def job_ended(self, status, seconds):
+    def rows(self, report):
+        """Where each image came from, and which mirrors were passed over."""
+        for row in (report["success"] + report["failure"]) if report is not None else ():
+            if row.get("source"):
+                self.sources.labels(source=row["source"]).inc()
+            for skipped in row.get("mirrors") or ():
+                self.fallbacks.labels(mirror=skipped["mirror"]).inc()
+
+    def job_ended(self, status, seconds, report=None):
         self.job_seconds.observe(seconds)
+        self.rows(report)
 
     def render(self):
         return generate_latest(self.registry)

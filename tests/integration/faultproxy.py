@@ -72,6 +72,7 @@ class FaultProxy:
             self.in_flight_manifests = 0
             self.max_in_flight_manifests = 0
             self.injected = 0
+            self.bytes_out = 0  # body bytes of blob answers sent to clients
 
     def close(self):
         self.server.shutdown()
@@ -155,8 +156,16 @@ class FaultProxy:
     def _forward(self, h, body, hang=0.0):
         upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
         try:
-            headers = {k: v for k, v in h.headers.items() if k.lower() not in HOP_HEADERS}
-            upstream.request(h.command, h.path, body=body, headers=headers)
+            # Every header as sent: dockerd sends one Accept per manifest type,
+            # and a dict would keep only the last (the registry would then
+            # answer with another manifest, and another digest).
+            upstream.putrequest(h.command, h.path, skip_host=True, skip_accept_encoding=True)
+            for key, value in h.headers.items():
+                if key.lower() not in HOP_HEADERS and key.lower() != "content-length":
+                    upstream.putheader(key, value)
+            if body is not None:
+                upstream.putheader("Content-Length", str(len(body)))
+            upstream.endheaders(body)
             resp = upstream.getresponse()
             chunked = resp.getheader("Content-Length") is None and h.command != "HEAD" and resp.status not in (204, 304)
             h.send_response(resp.status)
@@ -178,6 +187,9 @@ class FaultProxy:
                     time.sleep(hang)
                     raise http.client.IncompleteRead(b"", 0)
                 sent += len(data)
+                if "/blobs/" in h.path:
+                    with self.lock:
+                        self.bytes_out += len(data)
                 h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
             if chunked:
                 h.wfile.write(b"0\r\n\r\n")

@@ -1,0 +1,187 @@
+"""Mirrors and pull-through caches for any registry, against real registries.
+
+The origin is the open test registry behind a counting proxy (its address is
+the images' registry name); mirrors are ``docker-registry`` processes in
+proxy mode in front of it; a rogue registry plays a mirror with other content.
+"""
+
+import subprocess
+
+import docker
+import pytest
+import requests
+
+from conftest import LEAKS, TESTENV, report
+from faultproxy import FaultProxy, Rules
+from mirrors import Registry, htpasswd_file, push
+from puller.core._engine import Engine, EngineConfig
+from puller.core._request import parse_pull_request
+
+
+@pytest.fixture
+def origin(ground):
+    counter = FaultProxy(ground.registry_port)
+    yield counter
+    counter.close()
+
+
+@pytest.fixture
+def cache(origin, tmp_path):
+    mirror = Registry(tmp_path, remote="http://127.0.0.1:%d" % origin.port)
+    yield mirror
+    mirror.stop()
+
+
+def _engine(socket):
+    return Engine(EngineConfig(docker_host=socket, backoff_base=0.05))
+
+
+def _pull(engine, images, mirrors, **kwargs):
+    body = {"images": images, "concurrency": 5}
+    body.update(kwargs.pop("body", {}))
+    return engine.pull(parse_pull_request(body, mirrors=mirrors, **kwargs))
+
+
+def _names(client):
+    return sorted(tag for image in client.images() for tag in image.get("RepoTags") or [])
+
+
+@pytest.fixture(scope="module")
+def hosts(ground):
+    out = subprocess.run(["bash", str(TESTENV), "hosts", ground.dir, "3"], check=True, capture_output=True,
+                         text=True).stdout.split()
+    return out
+
+
+def _empty(socket):
+    client = docker.APIClient(base_url="unix://" + socket, version="auto")
+    client.prune_images(filters={"dangling": False})
+    return client
+
+
+def test_three_hosts_pull_a_release_through_one_mirror_and_the_origin_serves_it_about_once(
+        clean, origin, cache, hosts):
+    release = [clean.image(n, registry=origin.address) for n in range(1, 11)]
+    mirrors = {origin.address: (cache.address,)}
+    # Without the mirror: every host is a copy of the release at the origin.
+    origin.reset_stats()
+    client = _empty(hosts[0])
+    assert _pull(_engine(hosts[0]), release, {}).ok
+    one_copy = origin.bytes_out
+    assert one_copy > 0
+    # Through the mirror: warm it from one host, then fan out.
+    origin.reset_stats()
+    per_host = []
+    for socket in hosts:
+        client = _empty(socket)
+        before = origin.bytes_out
+        result = _pull(_engine(socket), release, mirrors)
+        assert result.ok, result.failure
+        assert {row["source"] for row in result.success} == {cache.address}
+        names = _names(client)
+        assert names == sorted(image + ":latest" for image in release), names
+        assert not any(cache.address in name for name in names), "a mirror-named tag was left"
+        per_host.append(origin.bytes_out - before)
+    fill, after = per_host[0], sum(per_host[1:])
+    assert after <= 0.2 * one_copy, (one_copy, per_host)
+    report(clean, "mirror, 3 hosts x 10 images: origin served %.2f copies to fill the mirror, then %.2f copies for "
+           "the other 2 hosts (direct: 1 copy per host)" % (fill / float(one_copy), after / float(one_copy)))
+
+
+def test_a_mirror_that_dies_mid_job_costs_one_try_per_image(clean, origin, cache, start_server):
+    server = start_server("--mirror", "%s=%s" % (origin.address, cache.address))
+    images = [clean.image(n, registry=origin.address) for n in range(11, 17)]
+    first = server.pull({"images": images[:2], "retry": 3})
+    assert first.status_code == 200 and {r["source"] for r in first.json()["success"]} == {cache.address}
+    cache.stop()
+    resp = server.pull({"images": images[2:], "retry": 3, "concurrency": 2})
+    assert resp.status_code == 200, resp.text
+    for row in resp.json()["success"]:
+        assert row["source"] == origin.address and row["retried"] == 1, row
+        (skipped,) = row["mirrors"]
+        assert skipped["mirror"] == cache.address and skipped["error"]
+    client = clean.client()
+    assert all(client.images(name=image) for image in images)
+    metrics = requests.get(server.url + "/metrics").text
+    assert 'puller_mirror_fallbacks_total{mirror="%s"} 4.0' % cache.address in metrics
+    assert requests.get(server.url + "/debug/dump").json()["configs"]["mirrors"] == {origin.address: [cache.address]}
+
+
+def test_a_stale_mirror_cannot_serve_an_old_copy_of_a_tag(clean, origin, cache, tmp_path):
+    engine = _engine(clean.socket)
+    mirrors = {origin.address: (cache.address,)}
+    moving = "%s/stale/app:current" % clean.registry
+    old = push(clean, clean.image(18) + ":latest", moving)
+    via_origin = "%s/stale/app" % origin.address
+    assert _pull(engine, [via_origin + ":current"], mirrors).ok  # the mirror caches the old copy
+    new = push(clean, clean.image(19) + ":latest", moving)
+    assert new != old
+    clean.remove_all_images()
+    result = _pull(engine, [via_origin + ":current"], mirrors)
+    (row,) = result.success
+    assert row["digest"] == new and row["source"] == cache.address, row
+    repo_digests = clean.client().inspect_image(via_origin + ":current")["RepoDigests"]
+    assert not any(old in d for d in repo_digests)
+
+
+def test_mirror_credentials_are_the_mirror_s_own(clean, origin, tmp_path):
+    user, password, wrong = "mirror-user", "Mirror-Pa55-Word-1", "Wrong-Mirror-Pw-2"
+    LEAKS.secrets.update({password, wrong})
+    guarded = Registry(tmp_path, remote="http://127.0.0.1:%d" % origin.port,
+                       htpasswd=htpasswd_file(tmp_path / "mirror.htpasswd", user, password))
+    try:
+        engine = _engine(clean.socket)
+        mirrors = {origin.address: (guarded.address,)}
+        image = clean.image(20, registry=origin.address)
+        good = _pull(engine, [image], mirrors,
+                     mirror_auth={guarded.address: {"username": user, "password": password}})
+        assert good.ok and good.success[0]["source"] == guarded.address
+        clean.remove_all_images()
+        bad = _pull(engine, [image], mirrors, mirror_auth={guarded.address: {"username": user, "password": wrong}})
+        (row,) = bad.success
+        assert row["source"] == origin.address
+        assert "unauthorized" in row["mirrors"][0]["error"] and wrong not in str(row)
+        clean.remove_all_images()
+        # The origin's credentials are never handed to a mirror.
+        bare = _pull(engine, [{"image": image, "auth_config": {"username": user, "password": password}}], mirrors)
+        assert bare.success[0]["source"] == origin.address
+    finally:
+        guarded.stop()
+
+
+def test_request_mirrors_need_permission_and_cannot_plant_content(clean, origin, tmp_path, start_server):
+    rogue = Registry(tmp_path)  # a "mirror" with content of its own under the same name
+    try:
+        name = "fixture/img-21:latest"
+        push(clean, clean.image(22) + ":latest", "%s/%s" % (rogue.address, name))
+        canonical = "%s/%s" % (origin.address, name)
+        body = {"images": [canonical], "mirrors": {origin.address: [rogue.address]}}
+        strict = start_server()
+        resp = strict.pull(body)
+        assert resp.status_code == 403 and resp.json()["field"] == "mirrors.%s" % origin.address
+        assert requests.post(strict.url + "/jobs", json=body).status_code == 403
+        lenient = start_server("--allow-request-mirrors")
+        resp = lenient.pull(body)
+        assert resp.status_code == 200, resp.text
+        (row,) = resp.json()["success"]
+        assert row["source"] == origin.address and row["mirrors"][0]["mirror"] == rogue.address
+        expected = clean.client().inspect_distribution(clean.image(21) + ":latest")["Descriptor"]["digest"]
+        assert row["digest"] == expected, "the rogue mirror's content replaced the canonical image"
+        # With the origin unreachable, a request mirror is never used unconfirmed.
+        origin.reset_stats(Rules(fail_first=1000, fail_status=503))
+        clean.remove_all_images()
+        resp = lenient.pull(dict(body, retry=1))
+        (row,) = resp.json()["failure"]
+        assert "could not confirm" in row["mirrors"][0]["error"]
+        assert not clean.client().images(name=canonical.rsplit(":", 1)[0])
+    finally:
+        rogue.stop()
+
+
+def test_bad_mirror_maps_are_400_naming_the_field(server):
+    for body, field in (({"images": ["a"], "mirrors": ["x"]}, "mirrors"),
+                        ({"images": ["a"], "mirrors": {"docker.io": "x/y"}}, "mirrors.docker.io[0]"),
+                        ({"images": ["a"], "mirrors": {"docker.io": [3]}}, "mirrors.docker.io[0]"),
+                        ({"images": ["a"], "mirror_auth": {"m:5000": {"pw": "x"}}}, "mirror_auth.m:5000.pw")):
+        resp = server.pull(body)
+        assert resp.status_code == 400 and resp.json()["field"] == field, (body, resp.text)
