@@ -37,6 +37,9 @@ def _parser():
     pull.add_argument("--retry", type=int, default=3, help="attempts per image")
     pull.add_argument("--deadline", help="per-image deadline, Go duration (default 30m)")
     pull.add_argument("--json", action="store_true", help="print the report as the API's JSON body")
+    pull.add_argument("--mirror", action="append", metavar="REGISTRY=MIRROR[,MIRROR]",
+                      help="mirrors to try before the origin, repeatable (with --server, the server must allow "
+                           "request mirrors)")
     _server_arguments(pull)
     pull.add_argument("--cancel-on-interrupt", action="store_true",
                       help="with --server: Ctrl-C cancels the job instead of leaving it running")
@@ -86,13 +89,16 @@ def _pull(args):
     from puller.core._request import parse_pull_request
 
     body = {"images": args.images, "concurrency": args.concurrency, "retry": args.retry}
+    mirrors = _mirrors(args.mirror)
     if args.server:
+        if mirrors:
+            body["mirrors"] = dict((registry, list(hosts)) for registry, hosts in mirrors.items())
         if args.deadline:
             body["timeout"] = args.deadline
         return _pull_on_server(args, body)
     config = from_sources({"docker_socket": args.docker_socket, "deadline": args.deadline},
                           names=("docker_socket", "deadline"))
-    request = parse_pull_request(body)
+    request = parse_pull_request(body, mirrors=mirrors)
     engine = Engine(config.engine_config())
     cancel, done = threading.Event(), threading.Event()
     outcome = {}
@@ -118,6 +124,15 @@ def _pull(args):
         print("puller: interrupted; the pulls in flight were aborted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _mirrors(entries):
+    from puller.core._mirrors import parse_setting
+
+    try:
+        return parse_setting(entries or [])
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), "--mirror")
 
 
 def _pull_on_server(args, body):

@@ -27,12 +27,17 @@ class ApiError(PullerError):
 
 
 class EngineClient:
-    def __init__(self, docker_host, deadline, max_daemon_pulls):
+    """Direct mode; ``mirrors`` (parsed) and ``mirror_auth`` are the playbook's, so trusted."""
+
+    def __init__(self, docker_host, deadline, max_daemon_pulls, mirrors=None, mirror_auth=None):
         self.engine = Engine(EngineConfig(docker_host=docker_host, deadline=deadline,
                                           max_daemon_pulls=max_daemon_pulls))
+        self.mirrors = mirrors or {}
+        self.mirror_auth = dict(mirror_auth or {})
 
     def pull(self, body):
-        return self.engine.pull(parse_pull_request(body), runner=run_in_threads).as_dict()
+        request = parse_pull_request(body, mirrors=self.mirrors, mirror_auth=self.mirror_auth)
+        return self.engine.pull(request, runner=run_in_threads).as_dict()
 
 
 class ApiClient:
@@ -45,8 +50,11 @@ class ApiClient:
     POLL_INTERVAL = 1.0
     REQUEST_TIMEOUT = 30
 
-    def __init__(self, module, api_url, token, wait_timeout, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, module, api_url, token, wait_timeout, clock=time.monotonic, sleep=time.sleep, mirrors=None,
+                 mirror_auth=None):
         self.module = module
+        self.mirrors = mirrors
+        self.mirror_auth = mirror_auth
         self.base = api_url.rstrip("/")
         self.token = token
         self.wait_timeout = wait_timeout
@@ -78,6 +86,11 @@ class ApiClient:
         raise ApiError("%s answered %s: %s" % (url, status, message or info.get("msg", "")))
 
     def pull(self, body):
+        body = dict(body)
+        if self.mirrors is not None:
+            body["mirrors"] = self.mirrors
+        if self.mirror_auth:
+            body["mirror_auth"] = self.mirror_auth
         job = self._call("POST", "/jobs", body)
         end = self._clock() + self.wait_timeout
         interval = self.POLL_INTERVAL / 4

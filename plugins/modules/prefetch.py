@@ -93,6 +93,24 @@ options:
     type: str
     choices: [always, missing]
     default: always
+  mirrors:
+    description:
+      - Mirrors to try, in order, before the origin, per registry host (V(docker.io) included); a dict whose
+        keys are registry hosts and whose values are lists of mirror hosts (see the examples). A registry mapped
+        to an empty list uses only the origin.
+      - For a tag, the origin is asked for its current digest first (one manifest request, no layers) and the
+        mirror is asked for that digest, so a stale mirror cannot serve an old copy. The image is tagged with
+        its canonical name and the mirror's name is removed. A mirror that fails is skipped (once per image) and
+        the next mirror or the origin is used; the rows say which endpoint served each image (C(source)).
+      - In direct mode these mirrors are trusted (they are the playbook's). In API mode they are sent with the
+        request, and the server uses them only if it allows request mirrors.
+      - Warm the mirror from one host first (a task with C(run_once=true)), then fan out to all hosts.
+    type: dict
+  mirror_auth:
+    description:
+      - Credentials per mirror host; a dict whose keys are mirror hosts and whose values are dicts with the keys of
+        O(auth_config). A mirror never gets the origin's credentials. Passwords and tokens are masked in the output.
+    type: dict
   ignore_failures:
     description: Do not fail the task when some images fail; they are still listed in RV(failure).
     type: bool
@@ -154,6 +172,29 @@ EXAMPLES = r"""
   bbklab.puller.prefetch:
     images: "{{ release_images }}"
     pull: missing
+
+- name: Warm the mirror from one host
+  bbklab.puller.prefetch:
+    images: "{{ release_images }}"
+    mirrors:
+      registry.example.com:
+        - mirror.example.com:5000
+    mirror_auth:
+      mirror.example.com:5000:
+        username: mirror
+        password: "{{ vault_mirror_password }}"
+  run_once: true
+
+- name: Then fan out to every host through the mirror
+  bbklab.puller.prefetch:
+    images: "{{ release_images }}"
+    mirrors:
+      registry.example.com:
+        - mirror.example.com:5000
+    mirror_auth:
+      mirror.example.com:5000:
+        username: mirror
+        password: "{{ vault_mirror_password }}"
 
 - name: Pin by digest and keep going when one image fails
   bbklab.puller.prefetch:
@@ -247,6 +288,7 @@ from ansible_collections.bbklab.puller.plugins.module_utils._daemon import DOCKE
 from ansible_collections.bbklab.puller.plugins.module_utils._engine import row_reference
 from ansible_collections.bbklab.puller.plugins.module_utils._errors import InvalidRequest, PullerError
 from ansible_collections.bbklab.puller.plugins.module_utils._godur import parse_duration
+from ansible_collections.bbklab.puller.plugins.module_utils._mirrors import parse_mirror_map
 from ansible_collections.bbklab.puller.plugins.module_utils._redact import secrets_of
 from ansible_collections.bbklab.puller.plugins.module_utils._request import parse_pull_request
 
@@ -307,11 +349,14 @@ def _unique(items):
 
 
 def _hide_item_credentials(module):
-    """Per-item auth_config sits inside a raw list, out of reach of no_log: mask it by value."""
-    for item in module.params["images"] or []:
-        if isinstance(item, dict) and isinstance(item.get("auth_config"), dict):
-            for secret in secrets_of(item["auth_config"]):
-                module.no_log_values.add(secret)
+    """Per-item auth_config and per-mirror credentials sit in raw lists and dicts, out of reach of
+    no_log: mask them by value."""
+    configs = [item["auth_config"] for item in module.params["images"] or []
+               if isinstance(item, dict) and isinstance(item.get("auth_config"), dict)]
+    configs += [auth for auth in (module.params["mirror_auth"] or {}).values() if isinstance(auth, dict)]
+    for auth in configs:
+        for secret in secrets_of(auth):
+            module.no_log_values.add(secret)
 
 
 def main():
@@ -332,6 +377,8 @@ def main():
             retry=dict(type="int", default=3),
             timeout=dict(type="str", default="30m"),
             pull=dict(type="str", choices=["always", "missing"], default="always"),
+            mirrors=dict(type="dict"),
+            mirror_auth=dict(type="dict", no_log=False),  # values masked one by one below
             ignore_failures=dict(type="bool", default=False),
             docker_host=dict(type="str", default="unix:///var/run/docker.sock", fallback=(env_fallback, ["DOCKER_HOST"])),
             api_url=dict(type="str"),
@@ -351,11 +398,17 @@ def main():
         count = max(1, len(params["images"]))
         waves = -(-count // max(1, params["concurrency"]))
         client = ApiClient(module, params["api_url"], params["api_token"],
-                           wait_timeout=params["wait_timeout"] or deadline * waves + 60)
+                           wait_timeout=params["wait_timeout"] or deadline * waves + 60,
+                           mirrors=params["mirrors"], mirror_auth=params["mirror_auth"])
     else:
         if not HAS_DOCKER:
             module.fail_json(msg=missing_required_lib("docker"), exception=str(DOCKER_IMPORT_ERROR))
-        client = EngineClient(params["docker_host"], deadline, max(1, params["concurrency"]))
+        try:
+            mirrors = parse_mirror_map(params["mirrors"])
+        except InvalidRequest as exc:
+            module.fail_json(msg="%s: %s" % (exc.field, exc.message))
+        client = EngineClient(params["docker_host"], deadline, max(1, params["concurrency"]), mirrors=mirrors,
+                              mirror_auth=params["mirror_auth"])
     try:
         module.exit_json(**ImagePrefetcher(module, client).run())
     except InvalidRequest as exc:

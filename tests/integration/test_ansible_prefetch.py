@@ -17,7 +17,8 @@ import pytest
 import requests
 
 from conftest import LEAKS, TESTENV
-from faultproxy import Rules
+from faultproxy import FaultProxy, Rules
+from mirrors import Registry
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -54,7 +55,7 @@ class Fleet:
         for client in self.clients().values():
             client.prune_images(filters={"dangling": False})
 
-    def play(self, extra_vars, *args):
+    def play(self, extra_vars, *args, **kwargs):
         results_dir = self.tmp / "results"
         if results_dir.exists():
             for f in results_dir.iterdir():
@@ -64,7 +65,8 @@ class Fleet:
         vars_file.write_text(json.dumps(dict(extra_vars, results_dir=str(results_dir))))
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(self.collections), ANSIBLE_NOCOLOR="1",
                    ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_LOCALHOST_WARNING="False")
-        proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(self.inventory), str(PLAYBOOK), "-e", "@" + str(vars_file)]
+        playbook = kwargs.get("playbook", PLAYBOOK)
+        proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(self.inventory), str(playbook), "-e", "@" + str(vars_file)]
                               + list(args), env=env, capture_output=True, text=True, timeout=600, check=False)
         return proc
 
@@ -178,3 +180,29 @@ def test_api_mode_wait_timeout_fails_naming_the_job_which_goes_on(fleet, ground,
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert requests.get(server.url + "/jobs/" + job["id"]).json()["status"] == "succeeded"
+
+
+def test_mirrors_on_three_hosts_warm_one_then_fan_out(fleet, ground, tmp_path):
+    origin = FaultProxy(ground.registry_port)
+    cache = Registry(tmp_path, remote="http://127.0.0.1:%d" % origin.port)
+    try:
+        release = [ground.image(n, registry=origin.address) for n in (1, 2, 3, 4)]
+        fleet.clean()
+        origin.reset_stats()
+        extra = {"images": release, "mirrors": {origin.address: [cache.address]}}
+        results = fleet.results(fleet.play(extra, playbook=HERE / "ansible" / "mirrors.yml"))
+        warmed = [name for name, result in results.items() if not result["changed"]]
+        assert len(warmed) == 1, results  # the warm host had them all already: changed stays honest
+        for name, result in results.items():
+            assert [row["status"] for row in result["success"]] == (
+                ["up_to_date"] * 4 if name in warmed else ["pulled"] * 4)
+            if name not in warmed:
+                assert {row["source"] for row in result["success"]} == {cache.address}
+        for name, client in fleet.clients().items():
+            tags = sorted(t for image in client.images() for t in image.get("RepoTags") or [])
+            assert tags == sorted(image + ":latest" for image in release), (name, tags)
+        again = fleet.results(fleet.play(extra, playbook=HERE / "ansible" / "mirrors.yml"))
+        assert not any(result["changed"] for result in again.values())
+    finally:
+        cache.stop()
+        origin.close()

@@ -101,6 +101,7 @@ def _role(ground, tmp_path, image, port, state="present", token=""):
     extra = {"puller_image": image, "puller_container_name": "puller-role", "puller_state": state,
              "puller_listen": "127.0.0.1:%d" % port, "puller_docker_socket": ground.socket,
              "puller_token": token, "puller_token_path": str(tmp_path / "token"),
+             "puller_mirrors": {"registry.example.com": ["mirror-a.example.com:5000", "mirror-b.example.com"]},
              "ansible_python_interpreter": sys.executable}
     (tmp_path / "vars.json").write_text(json.dumps(extra))
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(tmp_path / "collections"), ANSIBLE_NOCOLOR="1",
@@ -125,7 +126,10 @@ def test_server_role_is_idempotent_and_removable(ground, image, tmp_path):
     assert token not in out1 + out2
     assert requests.get(url + "/ping").text == "OK"
     assert requests.get(url + "/debug/dump").status_code == 401
-    assert requests.get(url + "/debug/dump", headers={"Authorization": "Bearer " + token}).status_code == 200
+    dump = requests.get(url + "/debug/dump", headers={"Authorization": "Bearer " + token})
+    assert dump.status_code == 200
+    mirrors = {"registry.example.com": ["mirror-a.example.com:5000", "mirror-b.example.com"]}
+    assert dump.json()["configs"]["mirrors"] == mirrors
     inspect = docker(ground, "inspect", "puller-role").stdout
     assert token not in inspect
     removed, _out = _role(ground, tmp_path, image, port, state="absent")

@@ -185,3 +185,17 @@ def test_bad_mirror_maps_are_400_naming_the_field(server):
                         ({"images": ["a"], "mirror_auth": {"m:5000": {"pw": "x"}}}, "mirror_auth.m:5000.pw")):
         resp = server.pull(body)
         assert resp.status_code == 400 and resp.json()["field"] == field, (body, resp.text)
+
+
+def test_cli_pull_with_a_mirror(clean, origin, cache):
+    import json
+    import sys
+
+    image = clean.image(23, registry=origin.address)
+    proc = subprocess.run([sys.executable, "-m", "puller", "pull", "--docker-socket", clean.socket, "--json",
+                           "--mirror", "%s=%s" % (origin.address, cache.address), image],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(proc.stdout)["success"]
+    assert row["source"] == cache.address
+    assert clean.client().images(name=image)
