@@ -70,7 +70,7 @@ def chart(pull, ansible):
 
 def main():
     pull, ansible, server = _load("pull.json"), _load("ansible.json"), _load("server.json")
-    jobs = _load("jobs.json")
+    jobs, fleet = _load("jobs.json"), _load("fleet.json")
     lines = [START, "", "![benchmark chart](bench/chart.png)", ""]
     if pull:
         lines += ["Engine and server (`bench/bench.py`, concurrency 10):", ""] + pull_table(pull) + [""]
@@ -79,6 +79,10 @@ def main():
     if server:
         lines += ["Server under load (`bench/server_bench.py`):", "", "| measure | value | note |",
                   "| --- | --- | --- |"] + ["| %s | %s | %s |" % tuple(row) for row in server] + [""]
+    if fleet:
+        lines += ["Fleet, few-large release over a 200 Mbit/s link, direct vs a mirror (`bench/fleet_bench.py`):",
+                  "", "![fleet chart](bench/fleet.png)", "", "| hosts, method | result | note |",
+                  "| --- | --- | --- |"] + ["| %s | %s | %s |" % tuple(row) for row in fleet] + [""]
     if jobs:
         lines += ["Jobs (`bench/jobs_bench.py`):", "", "| measure | value | note |",
                   "| --- | --- | --- |"] + ["| %s | %s | %s |" % tuple(row) for row in jobs] + [""]

@@ -5,6 +5,7 @@
 #   bench/run.sh ansible    # ansible_bench.py only: prefetch vs community.docker loop vs xargs -P
 #   bench/run.sh server     # server_bench.py only: latency under load, RSS, 50 identical requests
 #   bench/run.sh jobs       # jobs_bench.py only: watchers' overhead, 5 jobs at once, SQLite's share
+#   bench/run.sh fleet      # fleet_bench.py only: N hosts direct vs through a mirror, over the slow link
 # Then bench/report.py writes the tables into README.md and draws bench/chart.png.
 # community.docker comes with the `ansible` package, installed only into the
 # benchmark's own venv (.venv-bench).
@@ -42,4 +43,8 @@ fi
 if [ "$what" = all ] || [ "$what" = jobs ]; then
   "$venv/bin/python" bench/jobs_bench.py --json bench/results/jobs.json
 fi
-"$venv/bin/python" bench/report.py
+if [ "$what" = all ] || [ "$what" = fleet ]; then
+  "$venv/bin/python" bench/fleet_bench.py --json bench/results/fleet.json
+fi
+# The README's section is written from every table, so only a full run rewrites it.
+if [ "$what" = all ]; then "$venv/bin/python" bench/report.py; fi

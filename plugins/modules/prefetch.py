@@ -173,28 +173,20 @@ EXAMPLES = r"""
     images: "{{ release_images }}"
     pull: missing
 
+# With release_mirrors set to {"registry.example.com": ["mirror.example.com:5000"]}
+# and release_mirror_auth to {"mirror.example.com:5000": {"username": ..., "password": ...}}:
 - name: Warm the mirror from one host
   bbklab.puller.prefetch:
     images: "{{ release_images }}"
-    mirrors:
-      registry.example.com:
-        - mirror.example.com:5000
-    mirror_auth:
-      mirror.example.com:5000:
-        username: mirror
-        password: "{{ vault_mirror_password }}"
+    mirrors: "{{ release_mirrors }}"
+    mirror_auth: "{{ release_mirror_auth }}"
   run_once: true
 
 - name: Then fan out to every host through the mirror
   bbklab.puller.prefetch:
     images: "{{ release_images }}"
-    mirrors:
-      registry.example.com:
-        - mirror.example.com:5000
-    mirror_auth:
-      mirror.example.com:5000:
-        username: mirror
-        password: "{{ vault_mirror_password }}"
+    mirrors: "{{ release_mirrors }}"
+    mirror_auth: "{{ release_mirror_auth }}"
 
 - name: Pin by digest and keep going when one image fails
   bbklab.puller.prefetch:

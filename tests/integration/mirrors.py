@@ -2,13 +2,18 @@
 ``docker-registry`` processes as pull-through caches (``proxy: remoteurl``) or
 as plain registries (a rogue "mirror" with content of its own)."""
 
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import requests
 
-from conftest import free_port
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Registry:

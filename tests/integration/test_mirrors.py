@@ -5,6 +5,7 @@ the images' registry name); mirrors are ``docker-registry`` processes in
 proxy mode in front of it; a rogue registry plays a mirror with other content.
 """
 
+import json
 import subprocess
 
 import docker
@@ -124,27 +125,32 @@ def test_a_stale_mirror_cannot_serve_an_old_copy_of_a_tag(clean, origin, cache, 
     assert not any(old in d for d in repo_digests)
 
 
-def test_mirror_credentials_are_the_mirror_s_own(clean, origin, tmp_path):
+def test_mirror_credentials_are_the_mirror_s_own(clean, origin, tmp_path, start_server):
     user, password, wrong = "mirror-user", "Mirror-Pa55-Word-1", "Wrong-Mirror-Pw-2"
     LEAKS.secrets.update({password, wrong})
     guarded = Registry(tmp_path, remote="http://127.0.0.1:%d" % origin.port,
                        htpasswd=htpasswd_file(tmp_path / "mirror.htpasswd", user, password))
+    auth_file = tmp_path / "mirror-auth.json"
+    auth_file.write_text(json.dumps({guarded.address: {"username": user, "password": password}}))
+    auth_file.chmod(0o600)
     try:
-        engine = _engine(clean.socket)
-        mirrors = {origin.address: (guarded.address,)}
+        server = start_server("--mirror", "%s=%s" % (origin.address, guarded.address),
+                              "--mirror-auth-file", str(auth_file))
         image = clean.image(20, registry=origin.address)
-        good = _pull(engine, [image], mirrors,
-                     mirror_auth={guarded.address: {"username": user, "password": password}})
-        assert good.ok and good.success[0]["source"] == guarded.address
+        good = server.pull({"images": [image]})
+        assert good.status_code == 200 and good.json()["success"][0]["source"] == guarded.address, good.text
         clean.remove_all_images()
-        bad = _pull(engine, [image], mirrors, mirror_auth={guarded.address: {"username": user, "password": wrong}})
-        (row,) = bad.success
+        bad = server.pull({"images": [image], "mirror_auth": {guarded.address: {"username": user,
+                                                                                "password": wrong}}})
+        (row,) = bad.json()["success"]
         assert row["source"] == origin.address
-        assert "unauthorized" in row["mirrors"][0]["error"] and wrong not in str(row)
+        assert "unauthorized" in row["mirrors"][0]["error"] and wrong not in bad.text
         clean.remove_all_images()
         # The origin's credentials are never handed to a mirror.
-        bare = _pull(engine, [{"image": image, "auth_config": {"username": user, "password": password}}], mirrors)
-        assert bare.success[0]["source"] == origin.address
+        bare = start_server("--mirror", "%s=%s" % (origin.address, guarded.address))
+        resp = bare.pull({"images": [{"image": image, "auth_config": {"username": user, "password": password}}]})
+        assert resp.json()["success"][0]["source"] == origin.address, resp.text
+        assert password not in requests.get(server.url + "/debug/dump").text
     finally:
         guarded.stop()
 
@@ -188,7 +194,6 @@ def test_bad_mirror_maps_are_400_naming_the_field(server):
 
 
 def test_cli_pull_with_a_mirror(clean, origin, cache):
-    import json
     import sys
 
     image = clean.image(23, registry=origin.address)
