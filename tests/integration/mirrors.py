@@ -28,9 +28,9 @@ class Registry:
                  "storage: {filesystem: {rootdirectory: %s}, delete: {enabled: true}}" % (self.dir / "data"),
                  "http: {addr: 127.0.0.1:%d}" % self.port]
         if remote:
-            # A pull-through cache. (In front of an origin that wants credentials
-            # it needs proxy.username/password of its own: without them it
-            # answers "manifest unknown", as the origin refused it.)
+            # A pull-through cache. (In front of a basic-auth origin distribution
+            # 2.8 answers "manifest unknown", with or without proxy.username and
+            # password: see the README's mirrors section.)
             lines.append("proxy: {remoteurl: %s}" % remote)
         if htpasswd:
             lines.append("auth: {htpasswd: {realm: puller-mirror, path: %s}}" % htpasswd)
