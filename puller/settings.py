@@ -82,6 +82,15 @@ def mirror_map(value):
     return parse_setting(value)
 
 
+def registry_patterns(value):
+    items = value if isinstance(value, list) else str(value).split(";")
+    patterns = [item.strip().lower() for item in items if item and item.strip()]
+    for pattern in patterns:
+        if not all(c.isalnum() or c in ".-:*?[]" for c in pattern):
+            raise ValueError("%r is not a registry host pattern" % pattern)
+    return patterns
+
+
 def listen_address(value):
     value = text(value)
     parse_listen(value)
@@ -177,6 +186,16 @@ SETTINGS = (
     Setting("allow_request_mirrors", "PULLER_ALLOW_REQUEST_MIRRORS", False, boolean,
             "accept mirrors that a request names in its `mirrors` (otherwise 403); they are used only when "
             "the origin confirms the tag's digest", switch=True),
+    Setting("allow_registry", "PULLER_ALLOW_REGISTRIES", [], registry_patterns,
+            "registries images may come from, repeatable (in the variable: separated by `;`); shell-style "
+            "patterns such as `reg.example.com`, `*.corp.example`, `docker.io`. An image from any other "
+            "registry is refused with 403 before the daemon is asked. Default: any",
+            metavar="PATTERN", repeat=True),
+    Setting("https_cert", "PULLER_HTTPS_CERT", None, text,
+            "serve the API over HTTPS with this certificate (PEM; with `--https-key`)", metavar="FILE"),
+    Setting("https_key", "PULLER_HTTPS_KEY", None, text, "the certificate's private key (PEM)", metavar="FILE"),
+    Setting("https_client_ca", "PULLER_HTTPS_CLIENT_CA", None, text,
+            "require client certificates signed by this CA (PEM) on every connection", metavar="FILE"),
     Setting("drain_timeout", "PULLER_DRAIN_TIMEOUT", 60.0, positive_duration,
             "on SIGTERM/SIGINT: stop accepting, let in-flight requests finish this long, exit 0",
             show=SHOW_DURATION),

@@ -12,10 +12,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import fnmatch
 import math
 from collections import namedtuple
 
-from ._errors import InvalidRequest
+from ._errors import InvalidRequest, RequestForbidden
 from ._godur import parse_duration
 from ._mirrors import normalize_host, parse_mirror_map, plan
 from ._reference import InvalidReference, resolve
@@ -116,7 +117,7 @@ def _parse_count(body, key, default):
 
 
 def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None, mirrors=None, mirror_auth=None,
-                       allow_request_mirrors=False):
+                       allow_request_mirrors=False, allowed_registries=()):
     """Validate a decoded JSON body. Images may be objects or reference strings.
 
     ``mirrors``/``mirror_auth`` are the operator's (trusted) mirror map and
@@ -136,6 +137,9 @@ def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None, m
         raise InvalidRequest("has %d entries; at most %d are allowed" % (len(images), max_images), "images")
     default_auth = _parse_auth(default_auth, "auth_config")
     specs = [_parse_spec(i, item, default_auth) for i, item in enumerate(images)]
+    if allowed_registries:
+        for spec in specs:
+            check_registry_allowed(spec.ref.domain, allowed_registries, "images[%d].image" % spec.index)
     specs = _with_mirrors(specs, body, mirrors or {}, mirror_auth or {}, allow_request_mirrors)
     concurrency = _parse_count(body, "concurrency", DEFAULT_CONCURRENCY)
     attempts = min(_parse_count(body, "retry", DEFAULT_RETRY), MAX_ATTEMPTS)
@@ -146,6 +150,14 @@ def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None, m
     if not isinstance(dry_run, bool):
         raise InvalidRequest("must be true or false", "dry_run")
     return PullRequest(specs, concurrency, attempts, policy, dry_run, _parse_timeout(body.get("timeout")))
+
+
+def check_registry_allowed(registry, patterns, field):
+    """Raise ``RequestForbidden`` unless ``registry`` matches one of ``patterns``
+    (``reg.example.com``, ``*.corp.example``, ``docker.io``; shell-style globs)."""
+    if not any(fnmatch.fnmatchcase(registry, pattern) for pattern in patterns):
+        raise RequestForbidden("registry %s is not allowed here; allowed: %s" % (registry, ", ".join(patterns)),
+                               field)
 
 
 def _with_mirrors(specs, body, configured, configured_auth, allow_requested):

@@ -111,6 +111,14 @@ options:
       - Credentials per mirror host; a dict whose keys are mirror hosts and whose values are dicts with the keys of
         O(auth_config). A mirror never gets the origin's credentials. Passwords and tokens are masked in the output.
     type: dict
+  allow_registries:
+    description:
+      - Registries images may come from, as shell-style patterns (V(registry.example.com), V(*.corp.example),
+        V(docker.io)). The task fails naming the image before anything is pulled when one comes from another
+        registry. Empty allows any.
+    type: list
+    elements: str
+    default: []
   ignore_failures:
     description: Do not fail the task when some images fail; they are still listed in RV(failure).
     type: bool
@@ -313,7 +321,8 @@ class ImagePrefetcher:
 
     def run(self):
         body = self.request_body()
-        parse_pull_request(body)  # fail before any pull, naming the option
+        # Fail before any pull, naming the option or image.
+        parse_pull_request(body, allowed_registries=[p.lower() for p in self.params.get("allow_registries") or []])
         report = self.client.pull(body)
         rows = report["success"] + report["failure"]
         refs = [row_reference(row) for row in rows]
@@ -370,6 +379,7 @@ def main():
             timeout=dict(type="str", default="30m"),
             pull=dict(type="str", choices=["always", "missing"], default="always"),
             mirrors=dict(type="dict"),
+            allow_registries=dict(type="list", elements="str", default=[]),
             mirror_auth=dict(type="dict", no_log=False),  # values masked one by one below
             ignore_failures=dict(type="bool", default=False),
             docker_host=dict(type="str", default="unix:///var/run/docker.sock", fallback=(env_fallback, ["DOCKER_HOST"])),

@@ -122,7 +122,8 @@ class Api:
         """A request body as the engine's ``PullRequest``, with this server's mirrors."""
         return parse_pull_request(body, max_images=max_images or self.config.max_images,
                                   mirrors=self.config.mirrors, mirror_auth=self.mirror_auth,
-                                  allow_request_mirrors=self.config.allow_request_mirrors)
+                                  allow_request_mirrors=self.config.allow_request_mirrors,
+                                  allowed_registries=self.config.allow_registry)
 
     def read_json(self):
         """The request body as JSON, read straight from ``wsgi.input``.

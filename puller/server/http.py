@@ -265,6 +265,21 @@ class Server(WSGIServer):
         self.idle_timeout = idle_timeout
         self._fd_warned = 0.0
 
+    def wrap_socket_and_handle(self, client_socket, address):
+        """HTTPS: a client that fails the TLS handshake (plain HTTP, a wrong or
+        missing client certificate, silence) is closed with one log line."""
+        client_socket.settimeout(self.header_timeout)
+        try:
+            ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)
+        except (OSError, ValueError) as exc:
+            log.info("TLS handshake with %s failed: %s", address[0] if address else "?", _short(exc))
+            client_socket.close()
+            return None
+        try:
+            return self.handle(ssl_socket, address)
+        finally:
+            ssl_socket.close()
+
     def stop(self, timeout=None):
         super().stop(timeout)
         self.handlers.kill(timeout=timeout if timeout is not None else self.stop_timeout)

@@ -9,6 +9,7 @@ import errno
 import logging
 import resource
 import signal
+import ssl
 
 import gevent
 from gevent.event import Event
@@ -127,6 +128,25 @@ def fit_connections(config, getrlimit=resource.getrlimit, setrlimit=resource.set
     return fits
 
 
+def tls_context(config):
+    """The API's own TLS (``--https-*``), or None for plain HTTP."""
+    if not (config.https_cert or config.https_key or config.https_client_ca):
+        return None
+    if not (config.https_cert and config.https_key):
+        raise InvalidRequest("HTTPS needs both --https-cert and --https-key", "--https-cert")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.https_cert, config.https_key)
+        if config.https_client_ca:
+            context.load_verify_locations(config.https_client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidRequest("cannot use the HTTPS certificate or key: %s" % (getattr(exc, "strerror", None) or exc),
+                             "--https-cert")
+    return context
+
+
 def open_jobs(config, engine):
     """The job store and manager; a state dir that cannot be used stops the start."""
     try:
@@ -154,10 +174,14 @@ def serve(config):
     jobs = open_jobs(config, engine)
     api = Api(engine, config, jobs, runner=gevent_runner)
     in_flight = InFlightRequests(api.app)
+    context = tls_context(config)
     server = Server(config.address, in_flight, connections=fit_connections(config),
                     header_timeout=config.header_timeout, idle_timeout=config.idle_timeout,
-                    log=_AccessLog(), error_log=_AccessLog())
+                    log=_AccessLog(), error_log=_AccessLog(), **({"ssl_context": context} if context else {}))
     server.stop_timeout = 0.5
+    if not config.loopback_only and config.token and context is None:
+        log.warning("!!! listening on %s without TLS while a token is set: the token travels in clear text. Set "
+                    "--https-cert and --https-key. !!!", config.listen)
     if not config.loopback_only and not config.token:
         log.warning("!!! listening on %s WITHOUT A TOKEN: anyone who can reach this port can make the "
                     "Docker daemon pull images. Set --token-file or PULLER_TOKEN. !!!", config.listen)

@@ -149,9 +149,11 @@ def free_port():
 class ServerProcess:
     """``puller serve`` as a real subprocess, logging to a file we can search."""
 
-    def __init__(self, ground, tmp_path, args=(), env=None, listen_host="127.0.0.1", nofile=None):
+    def __init__(self, ground, tmp_path, args=(), env=None, listen_host="127.0.0.1", nofile=None, tls=None):
         self.port = free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
+        # tls: {"verify": CA file, "cert": (client cert, key) or None} for a server started with --https-*
+        self.tls = tls
+        self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http", self.port)
         self.log_path = tmp_path / ("server-%d.log" % self.port)
         self.bodies = []
         self.token = (env or {}).get("PULLER_TOKEN")
@@ -175,13 +177,16 @@ class ServerProcess:
         deadline = time.monotonic() + 20
         while True:
             try:
-                if requests.get(self.url + "/ping", timeout=1).status_code == 200:
+                if requests.get(self.url + "/ping", timeout=1, **self.tls_args()).status_code == 200:
                     break
             except requests.ConnectionError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("server did not start:\n" + self.log())
             time.sleep(0.1)
+
+    def tls_args(self):
+        return {"verify": self.tls["verify"], "cert": self.tls.get("cert")} if self.tls else {}
 
     def log(self):
         return self.log_path.read_text(errors="replace")
@@ -208,7 +213,8 @@ class ServerProcess:
         if self.proc.poll() is None:
             try:  # the last word of /debug/dump goes through the leak check too
                 headers = {"Authorization": "Bearer " + self.token} if self.token else {}
-                self.bodies.append(requests.get(self.url + "/debug/dump", headers=headers, timeout=5).text)
+                dump = requests.get(self.url + "/debug/dump", headers=headers, timeout=5, **self.tls_args())
+                self.bodies.append(dump.text)
             except requests.RequestException:
                 pass
             self.proc.send_signal(sig)

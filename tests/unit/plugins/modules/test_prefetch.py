@@ -96,3 +96,14 @@ def test_bad_item_fails_before_any_pull():
     with pytest.raises(InvalidRequest) as info:
         ImagePrefetcher(FakeModule(images=["ok", {"image": "Bad Ref"}]), recorder).run()
     assert info.value.field == "images[1].image" and recorder.bodies == []
+
+
+def test_allow_list_refuses_before_any_pull():
+    from ansible_collections.bbklab.puller.plugins.module_utils._errors import RequestForbidden
+
+    recorder = Recorder({"success": [], "failure": []})
+    module = FakeModule(images=["reg.example.com/a:1", "busybox"], allow_registries=["reg.example.com"])
+    with pytest.raises(RequestForbidden) as info:
+        ImagePrefetcher(module, recorder).run()
+    assert info.value.field == "images[1].image" and "docker.io" in info.value.message
+    assert recorder.bodies == []
