@@ -19,6 +19,8 @@ from puller.core._errors import DaemonUnavailable, InvalidRequest, PullerError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DAEMON = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+# The daemon connection, with the docker CLI's flag names.
+DAEMON_SETTINGS = ("docker_socket", "tlsverify", "tlscacert", "tlscert", "tlskey")
 INTERRUPT_GRACE = 3.0
 
 
@@ -32,7 +34,7 @@ def _parser():
 
     pull = sub.add_parser("pull", help="pull images now: through the engine here, or as a job on a server")
     pull.add_argument("images", nargs="+", metavar="IMAGE", help="reference, e.g. busybox:1.36 or reg:5000/a/b@sha256:...")
-    settings.add_arguments(pull, names=("docker_socket",))
+    settings.add_arguments(pull, names=DAEMON_SETTINGS)
     pull.add_argument("--concurrency", type=int, default=10)
     pull.add_argument("--retry", type=int, default=3, help="attempts per image")
     pull.add_argument("--deadline", help="per-image deadline, Go duration (default 30m)")
@@ -96,8 +98,9 @@ def _pull(args):
         if args.deadline:
             body["timeout"] = args.deadline
         return _pull_on_server(args, body)
-    config = from_sources({"docker_socket": args.docker_socket, "deadline": args.deadline},
-                          names=("docker_socket", "deadline"))
+    flags = {name: getattr(args, name, None) for name in DAEMON_SETTINGS}
+    flags["deadline"] = args.deadline
+    config = from_sources(flags, names=DAEMON_SETTINGS + ("deadline", "docker_cert_path"))
     request = parse_pull_request(body, mirrors=mirrors)
     engine = Engine(config.engine_config())
     cancel, done = threading.Event(), threading.Event()

@@ -11,6 +11,7 @@ import os
 from typing import Tuple
 
 from puller import settings
+from puller.core._daemon import DaemonTLS
 from puller.core._engine import EngineConfig
 from puller.core._errors import InvalidRequest
 
@@ -31,8 +32,23 @@ class _ConfigMethods:
         host = self.address[0]
         return host in ("localhost", "::1") or host.startswith("127.")
 
+    def daemon_tls(self):
+        """TLS to the daemon, as the docker CLI decides it: ``--tlsverify`` or any TLS file given."""
+        files = (self.tlscacert, self.tlscert, self.tlskey)
+        if not self.tlsverify and not any(files):
+            return None
+        base = self.docker_cert_path or os.path.join(os.path.expanduser("~"), ".docker")
+
+        def pick(given, name):
+            path = given or os.path.join(base, name)
+            return path if given or os.path.exists(path) else None
+
+        return DaemonTLS(verify=bool(self.tlsverify), ca_cert=pick(self.tlscacert, "ca.pem"),
+                         client_cert=pick(self.tlscert, "cert.pem"), client_key=pick(self.tlskey, "key.pem"),
+                         hostname=None)
+
     def engine_config(self) -> EngineConfig:
-        return EngineConfig(docker_host=self.docker_socket, deadline=self.deadline,
+        return EngineConfig(docker_host=self.docker_socket, deadline=self.deadline, tls=self.daemon_tls(),
                             max_daemon_pulls=self.max_daemon_pulls, backoff_base=self.backoff_base,
                             backoff_cap=self.backoff_cap, stall_timeout=self.stall_timeout)
 
@@ -72,14 +88,15 @@ def _raw_value(setting, flags, environ):
     raw = flags.get(setting.name)
     if raw is not None:
         return raw, setting.option or setting.name
-    if setting.env in environ:
-        value = environ[setting.env]
+    names = [n for n in (setting.env,) + tuple(setting.also_env) if n in environ]
+    if names:
+        value = environ[names[0]]
         if value.strip():
-            return value, setting.env
+            return value, names[0]
         if setting.show == settings.SHOW_SECRET or value:
             # A variable that is set but blank was meant to say something; for
             # a secret, reading it as "unset" would turn authentication off.
-            raise InvalidRequest("is set but blank; unset it or give a value", setting.env)
+            raise InvalidRequest("is set but blank; unset it or give a value", names[0])
     return None, None
 
 

@@ -64,6 +64,14 @@ def boolean(value):
     raise ValueError("must be true or false")
 
 
+def docker_flag(value):
+    """``DOCKER_TLS_VERIFY`` as the docker CLI reads it: set and not empty means on."""
+    if isinstance(value, bool):
+        return value
+    text_value = str(value).strip().lower()
+    return text_value not in ("", "0", "false", "no", "off")
+
+
 def directory(value):
     return os.path.abspath(os.path.expanduser(text(value)))
 
@@ -119,6 +127,7 @@ class Setting:
     metavar: Optional[str] = None
     switch: bool = False  # a flag without a value: "--no-X" turns a default-on boolean off, "--X" turns one on
     repeat: bool = False  # the flag may be given many times; the values come as a list
+    also_env: tuple = ()  # more variables read, in order, when ``env`` is not set
 
     @property
     def option(self):
@@ -144,7 +153,19 @@ SETTINGS = (
     Setting("listen", "LISTEN_ADDR", "127.0.0.1:9006", listen_address,
             "`HOST:PORT`; `:PORT` listens on all interfaces, as the original did", metavar="HOST:PORT"),
     Setting("docker_socket", "DOCKER_SOCKET", "/var/run/docker.sock", text,
-            "socket path, or `unix://`, `tcp://` URL", metavar="PATH|URL"),
+            "the Docker daemon: socket path, or `unix://`, `tcp://` URL; also read from `DOCKER_HOST`, as the "
+            "docker CLI does", metavar="PATH|URL", also_env=("DOCKER_HOST",)),
+    Setting("tlsverify", "DOCKER_TLS_VERIFY", False, docker_flag,
+            "TLS to the daemon, verifying its certificate (the docker CLI's flag and variable)", switch=True),
+    Setting("tlscacert", "PULLER_TLSCACERT", None, text,
+            "CA the daemon's certificate must be signed by (default `$DOCKER_CERT_PATH/ca.pem`); it wins over "
+            "`REQUESTS_CA_BUNDLE`/`CURL_CA_BUNDLE`", metavar="FILE"),
+    Setting("tlscert", "PULLER_TLSCERT", None, text, "client certificate for the daemon (default "
+            "`$DOCKER_CERT_PATH/cert.pem`)", metavar="FILE"),
+    Setting("tlskey", "PULLER_TLSKEY", None, text, "its key (default `$DOCKER_CERT_PATH/key.pem`)",
+            metavar="FILE"),
+    Setting("docker_cert_path", "DOCKER_CERT_PATH", None, text,
+            "directory with `ca.pem`, `cert.pem`, `key.pem`, as the docker CLI reads it", flag=None),
     Setting("token_file", "PULLER_TOKEN_FILE", None, text,
             "file holding the bearer token required on every endpoint but `/ping`, compared in constant "
             "time; an empty file is refused. Listening off loopback without one prints a loud warning",

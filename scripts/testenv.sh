@@ -7,6 +7,7 @@
 #   scripts/testenv.sh dockerd-stop|dockerd-start [DIR]   take the daemon away, bring it back
 #   scripts/testenv.sh hosts DIR N   N more daemons (simulated managed hosts); prints sockets
 #   scripts/testenv.sh isolated DIR  a daemon whose registry traffic goes nowhere; prints socket
+#   scripts/testenv.sh tls DIR       a daemon on loopback TCP with --tlsverify; prints PORT CERTDIR
 #   scripts/testenv.sh fixtures DIR NAME COUNT LAYERS KIB [SHARED_KIB]   build another image set
 #
 # DIR defaults to $PULLER_TESTENV or /tmp/puller-testenv. Nothing here touches
@@ -85,6 +86,33 @@ start_isolated() {
   [ -S "$dir/isolated/docker.sock" ] && { echo "$dir/isolated/docker.sock"; return; }
   HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY='' start_dockerd isolated
   echo "$dir/isolated/docker.sock"
+}
+
+start_tls() {
+  # A daemon on a loopback TCP port with --tlsverify: a CA, server and client
+  # certificates made by openssl (in DIR/tls), as a remote daemon is set up.
+  # Prints "PORT CERTDIR"; CERTDIR has ca.pem, cert.pem and key.pem (the
+  # client's, as DOCKER_CERT_PATH expects) and another-ca.pem (a wrong CA).
+  local d=$dir/tls port
+  if [ -f "$d/port" ]; then echo "$(cat "$d/port") $d"; return; fi
+  mkdir -p "$d" && cd "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 2 -subj /CN=puller-test-daemon-ca 2>/dev/null
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout another-ca-key.pem -out another-ca.pem -days 2 -subj /CN=another-ca 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+  printf 'extendedKeyUsage=clientAuth\n' >client.ext
+  openssl req -newkey rsa:2048 -nodes -keyout server-key.pem -out server.csr -subj /CN=127.0.0.1 2>/dev/null
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out server-cert.pem -days 2 -extfile server.ext 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -keyout key.pem -out client.csr -subj /CN=puller-client 2>/dev/null
+  openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 2 -extfile client.ext 2>/dev/null
+  cd - >/dev/null
+  port=$(free_port)
+  setsid dockerd --data-root "$d/data" --exec-root "$d/exec" -H "tcp://127.0.0.1:$port" \
+    --tlsverify --tlscacert "$d/ca.pem" --tlscert "$d/server-cert.pem" --tlskey "$d/server-key.pem" \
+    --pidfile "$d/docker.pid" --iptables=false --bridge=none --log-level=warn >>"$d/log" 2>&1 &
+  wait_for 60 "TLS dockerd" docker -H "tcp://127.0.0.1:$port" --tlsverify --tlscacert "$d/ca.pem" \
+    --tlscert "$d/cert.pem" --tlskey "$d/key.pem" version
+  echo "$port" >"$d/port"
+  echo "$port $d"
 }
 
 start_hosts() { # start_hosts N: N more daemons, one per simulated managed host
@@ -199,6 +227,8 @@ case "$cmd" in
   # Ansible tests: more daemons, one per simulated host; prints their sockets.
   hosts) start_hosts "${3:-3}" ;;
   isolated) start_isolated ;;
+  # Hosts tests: a daemon behind TLS on a loopback TCP port; prints PORT CERTDIR.
+  tls) start_tls ;;
   # Benchmarks: another set of images, e.g. `fixtures DIR many-small 60 2 256`.
   fixtures)
     # shellcheck disable=SC1091

@@ -14,6 +14,7 @@ __metaclass__ = type
 import contextlib
 import socket
 import threading
+from collections import namedtuple
 
 try:
     from docker import APIClient
@@ -36,6 +37,26 @@ except ImportError as exc:  # pragma: no cover - exercised on hosts without dock
         pass
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+class DaemonTLS(namedtuple("DaemonTLS", "verify ca_cert client_cert client_key hostname")):
+    """TLS to the daemon: verify its certificate against ``ca_cert`` (when
+    ``verify``), present ``client_cert``/``client_key``; ``hostname`` to expect."""
+
+    __slots__ = ()
+
+
+def tls_config(tls):
+    """docker-py's ``TLSConfig`` for a ``DaemonTLS``, or None."""
+    if tls is None:
+        return None
+    from docker.tls import TLSConfig
+
+    cert = (tls.client_cert, tls.client_key) if tls.client_cert and tls.client_key else None
+    # (docker 7 dropped assert_hostname: the name in the daemon's certificate
+    # must match the host in the URL.)
+    return TLSConfig(client_cert=cert, ca_cert=tls.ca_cert if tls.verify else None,
+                     verify=(tls.ca_cert or True) if tls.verify else False)
 
 
 def docker_base_url(value):
@@ -61,12 +82,21 @@ class TrackingClient(APIClient):
     """
 
     def __init__(self, *args, **kwargs):
+        # With TLS, requests would let REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
+        # replace the daemon's CA (psf/requests#3829): the daemon's CA must win,
+        # from the very first request (the base class asks for /version).
+        self._trust_env = kwargs.get("tls") is None
         self._pull_local = threading.local()  # before the base class asks for /version
         super(TrackingClient, self).__init__(*args, **kwargs)
+        self.trust_env = self._trust_env
         for adapter in set(self.adapters.values()):
             for name in ("get_connection_with_tls_context", "get_connection"):
                 if hasattr(adapter, name):
                     setattr(adapter, name, self._tracking(getattr(adapter, name)))
+
+    def _retrieve_server_version(self):
+        self.trust_env = self._trust_env
+        return super(TrackingClient, self)._retrieve_server_version()
 
     def _tracking(self, get_pool):
         local = self._pull_local

@@ -21,7 +21,7 @@ from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 
 from ._attempt import DaemonAttempt
-from ._daemon import DockerException, TrackingClient, docker_base_url
+from ._daemon import DockerException, TrackingClient, docker_base_url, tls_config
 from ._errors import DaemonUnavailable
 from ._godur import format_duration, rfc3339_now
 from ._reference import InvalidReference, parse_reference
@@ -45,7 +45,7 @@ log = logging.getLogger("puller.engine")
 
 
 class EngineConfig(namedtuple("EngineConfig", "docker_host api_version deadline max_daemon_pulls "
-                                              "daemon_timeout backoff_base backoff_cap stall_timeout")):
+                                              "daemon_timeout backoff_base backoff_cap stall_timeout tls")):
     """Frozen engine settings; build it with keyword arguments."""
 
     __slots__ = ()
@@ -53,7 +53,7 @@ class EngineConfig(namedtuple("EngineConfig", "docker_host api_version deadline 
     def __new__(cls, docker_host=None, api_version="auto", deadline=DEFAULT_DEADLINE,
                 max_daemon_pulls=DEFAULT_MAX_DAEMON_PULLS, daemon_timeout=DEFAULT_DAEMON_TIMEOUT,
                 backoff_base=DEFAULT_BACKOFF_BASE, backoff_cap=DEFAULT_BACKOFF_CAP,
-                stall_timeout=DEFAULT_STALL_TIMEOUT):
+                stall_timeout=DEFAULT_STALL_TIMEOUT, tls=None):
         if deadline <= 0:
             raise ValueError("deadline must be positive")
         if max_daemon_pulls < 1:
@@ -61,7 +61,7 @@ class EngineConfig(namedtuple("EngineConfig", "docker_host api_version deadline 
         return super(EngineConfig, cls).__new__(
             cls, docker_base_url(docker_host), api_version or "auto", float(deadline),
             int(max_daemon_pulls), float(daemon_timeout), float(backoff_base), float(backoff_cap),
-            float(stall_timeout) if stall_timeout else None)
+            float(stall_timeout) if stall_timeout else None, tls)
 
 
 class PullEvent(namedtuple("PullEvent", "kind reference attempt detail")):
@@ -172,11 +172,10 @@ class Engine:
                 try:
                     self._client = TrackingClient(
                         base_url=self.config.docker_host, version=self.config.api_version,
-                        timeout=self.config.daemon_timeout,
+                        timeout=self.config.daemon_timeout, tls=tls_config(self.config.tls),
                         max_pool_size=max(64, 2 * self.config.max_daemon_pulls))
                 except DockerException as exc:
-                    raise DaemonUnavailable("cannot reach the Docker daemon at %s: %s"
-                                            % (self.config.docker_host, exc))
+                    raise DaemonUnavailable(_daemon_error(self.config.docker_host, exc))
             return self._client
 
     def check_daemon(self, timeout=None):
@@ -188,7 +187,7 @@ class Engine:
         except DaemonUnavailable:
             raise
         except Exception as exc:  # requests' ConnectionError, APIError, socket errors
-            raise DaemonUnavailable("cannot reach the Docker daemon at %s: %s" % (self.config.docker_host, exc))
+            raise DaemonUnavailable(_daemon_error(self.config.docker_host, exc))
 
     def local_images(self, timeout=None):
         """``{reference: image ID}`` for every tag and digest the daemon holds.
@@ -295,6 +294,13 @@ class Engine:
         if request.dry_run:
             return Outcome(STATUS_WOULD_PULL, 0, None, None)
         return None
+
+
+def _daemon_error(host, exc):
+    text = str(exc)
+    if "SSL" in text or "certificate" in text.lower() or "tls" in text.lower():
+        return "cannot reach the Docker daemon at %s: TLS failed: %s" % (host, text)
+    return "cannot reach the Docker daemon at %s: %s" % (host, text)
 
 
 def _flight_key(spec):
