@@ -87,6 +87,7 @@ def _serve(args):
 
 def _pull(args):
     from puller._progress import ProgressPrinter
+    from puller.core._credentials import HostCredentials
     from puller.core._engine import Engine
     from puller.core._request import parse_pull_request
 
@@ -102,7 +103,8 @@ def _pull(args):
     flags["deadline"] = args.deadline
     config = from_sources(flags, names=DAEMON_SETTINGS + ("deadline", "docker_cert_path"))
     request = parse_pull_request(body, mirrors=mirrors)
-    engine = Engine(config.engine_config())
+    # Like docker pull: the host's credentials (config.json, credential helpers).
+    engine = Engine(config.engine_config(), credentials=HostCredentials())
     cancel, done = threading.Event(), threading.Event()
     outcome = {}
 

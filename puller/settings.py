@@ -217,6 +217,13 @@ SETTINGS = (
     Setting("https_key", "PULLER_HTTPS_KEY", None, text, "the certificate's private key (PEM)", metavar="FILE"),
     Setting("https_client_ca", "PULLER_HTTPS_CLIENT_CA", None, text,
             "require client certificates signed by this CA (PEM) on every connection", metavar="FILE"),
+    Setting("host_credentials", "PULLER_HOST_CREDENTIALS", False, boolean,
+            "for images without `auth_config`, use this host's Docker credentials (`config.json`, credential "
+            "helpers), as `docker pull` would. Off by default: anyone allowed to call the API would pull "
+            "private images with the host's identity", switch=True),
+    Setting("credentials_file", "PULLER_CREDENTIALS_FILE", None, text,
+            "JSON file (mode 0600) mapping a registry host to credentials, for images without `auth_config` "
+            "(which still wins); reloaded on SIGHUP", metavar="FILE"),
     Setting("drain_timeout", "PULLER_DRAIN_TIMEOUT", 60.0, positive_duration,
             "on SIGTERM/SIGINT: stop accepting, let in-flight requests finish this long, exit 0",
             show=SHOW_DURATION),

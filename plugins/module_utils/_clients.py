@@ -29,9 +29,9 @@ class ApiError(PullerError):
 class EngineClient:
     """Direct mode; ``mirrors`` (parsed) and ``mirror_auth`` are the playbook's, so trusted."""
 
-    def __init__(self, docker_host, deadline, max_daemon_pulls, mirrors=None, mirror_auth=None):
+    def __init__(self, docker_host, deadline, max_daemon_pulls, mirrors=None, mirror_auth=None, credentials=None):
         self.engine = Engine(EngineConfig(docker_host=docker_host, deadline=deadline,
-                                          max_daemon_pulls=max_daemon_pulls))
+                                          max_daemon_pulls=max_daemon_pulls), credentials=credentials)
         self.mirrors = mirrors or {}
         self.mirror_auth = dict(mirror_auth or {})
 

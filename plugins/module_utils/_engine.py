@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ._attempt import DaemonAttempt
 from ._daemon import DockerException, TrackingClient, docker_base_url, tls_config
-from ._errors import DaemonUnavailable
+from ._errors import DaemonUnavailable, PullFailed
 from ._godur import format_duration, rfc3339_now
 from ._reference import InvalidReference, parse_reference
 from ._request import POLICY_MISSING
@@ -152,9 +152,10 @@ class Engine:
     ``on_event`` receives them numbered as its own attempts.
     """
 
-    def __init__(self, config, clock=time.monotonic, observer=None):
+    def __init__(self, config, clock=time.monotonic, observer=None, credentials=None):
         self.config = config
         self.observer = observer
+        self.credentials = credentials  # for images without auth_config: an object with lookup(registry)
         self._clock = clock
         self._client_lock = threading.Lock()
         self._client = None
@@ -232,15 +233,19 @@ class Engine:
         quick = min(self.config.daemon_timeout, max(deadline, LISTING_GRACE))
         self.check_daemon(timeout=quick)
         before = self.local_images(timeout=quick)
+        specs, refused = self._with_credentials(request.specs)
+        keys = [("credentials", s.index) if s.index in refused else _flight_key(s) for s in specs]
         unique = {}
-        for spec in request.specs:
-            unique.setdefault(_flight_key(spec), spec)
+        for key, spec in zip(keys, specs):
+            unique.setdefault(key, spec)
 
         def pull_unique(item):
             key, spec = item
             t0 = self._clock()
             outcome = self._without_pull(spec, request, before) \
                 if request.dry_run or request.policy == POLICY_MISSING else None
+            if outcome is None and spec.index in refused:
+                outcome = Outcome(STATUS_FAILED, 1, refused[spec.index], None)
             if outcome is None and cancel is not None and cancel.is_set():
                 outcome = Outcome(STATUS_CANCELLED, 0, "cancelled", None)
             if outcome is None:
@@ -254,11 +259,34 @@ class Engine:
         after = before if request.dry_run else self.local_images(
             timeout=min(self.config.daemon_timeout, LISTING_GRACE))
         success, failure = [], []
-        for spec in request.specs:
-            outcome, cost = results[_flight_key(spec)]
+        for key, spec in zip(keys, specs):
+            outcome, cost = results[key]
             row = _row(spec, outcome, cost, before, after)
             (failure if outcome.status in (STATUS_FAILED, STATUS_CANCELLED) else success).append(row)
         return PullReport(success, failure, start_at, self._clock() - started)
+
+    def _with_credentials(self, specs):
+        """Specs without an ``auth_config`` get the configured credentials for
+        their registry (asked once per registry); ``(specs, {index: error})``."""
+        if self.credentials is None:
+            return list(specs), {}
+        found, refused, out = {}, {}, []
+        for spec in specs:
+            if spec.auth_config:
+                out.append(spec)
+                continue
+            registry = spec.ref.domain
+            if registry not in found:
+                try:
+                    found[registry] = self.credentials.lookup(registry)
+                except PullFailed as exc:
+                    found[registry] = exc
+            if isinstance(found[registry], PullFailed):
+                refused[spec.index] = found[registry].message
+                out.append(spec)
+            else:
+                out.append(spec._replace(auth_config=dict(found[registry])))
+        return out, refused
 
     def _pull_shared(self, key, spec, attempts, deadline, on_event, cancel):
         ref = spec.ref

@@ -111,6 +111,13 @@ options:
       - Credentials per mirror host; a dict whose keys are mirror hosts and whose values are dicts with the keys of
         O(auth_config). A mirror never gets the origin's credentials. Passwords and tokens are masked in the output.
     type: dict
+  host_credentials:
+    description:
+      - In direct mode, images without O(auth_config) use the managed host's Docker credentials, as C(docker pull)
+        there would (C(config.json) from E(DOCKER_CONFIG) or C(~/.docker), its C(auths), C(credsStore) and
+        C(credHelpers)). In API mode the server decides (its C(--host-credentials) is off by default).
+    type: bool
+    default: true
   allow_registries:
     description:
       - Registries images may come from, as shell-style patterns (V(registry.example.com), V(*.corp.example),
@@ -286,6 +293,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_requ
 from ansible_collections.bbklab.puller.plugins.module_utils._clients import ApiClient, EngineClient
 from ansible_collections.bbklab.puller.plugins.module_utils._daemon import DOCKER_IMPORT_ERROR, HAS_DOCKER
 from ansible_collections.bbklab.puller.plugins.module_utils._engine import row_reference
+from ansible_collections.bbklab.puller.plugins.module_utils._credentials import HostCredentials
 from ansible_collections.bbklab.puller.plugins.module_utils._errors import InvalidRequest, PullerError
 from ansible_collections.bbklab.puller.plugins.module_utils._godur import parse_duration
 from ansible_collections.bbklab.puller.plugins.module_utils._mirrors import parse_mirror_map
@@ -380,6 +388,7 @@ def main():
             pull=dict(type="str", choices=["always", "missing"], default="always"),
             mirrors=dict(type="dict"),
             allow_registries=dict(type="list", elements="str", default=[]),
+            host_credentials=dict(type="bool", default=True),
             mirror_auth=dict(type="dict", no_log=False),  # values masked one by one below
             ignore_failures=dict(type="bool", default=False),
             docker_host=dict(type="str", default="unix:///var/run/docker.sock", fallback=(env_fallback, ["DOCKER_HOST"])),
@@ -410,7 +419,8 @@ def main():
         except InvalidRequest as exc:
             module.fail_json(msg="%s: %s" % (exc.field, exc.message))
         client = EngineClient(params["docker_host"], deadline, max(1, params["concurrency"]), mirrors=mirrors,
-                              mirror_auth=params["mirror_auth"])
+                              mirror_auth=params["mirror_auth"],
+                              credentials=HostCredentials() if params["host_credentials"] else None)
     try:
         module.exit_json(**ImagePrefetcher(module, client).run())
     except InvalidRequest as exc:

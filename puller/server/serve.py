@@ -16,6 +16,7 @@ from gevent.event import Event
 from gevent.pool import Pool
 
 from puller.core._engine import Engine
+from puller.core._credentials import CredentialChain, FileCredentials, HostCredentials
 from puller.core._errors import InvalidRequest
 from puller.jobs.manager import JobManager
 from puller.jobs.store import JobStore, StateError
@@ -168,9 +169,24 @@ def _purge_forever(jobs, every):
         gevent.sleep(every)
 
 
+def credentials_of(config):
+    """``(chain or None, the file's source or None)`` for images that come without credentials."""
+    source = FileCredentials(config.credentials_file) if config.credentials_file else None
+    chain = [source, HostCredentials() if config.host_credentials else None]
+    return (CredentialChain(chain) if any(chain) else None), source
+
+
+def _reload(source):
+    try:
+        log.info("SIGHUP: credentials for %d registries reloaded from %s", source.reload(), source.path)
+    except InvalidRequest as exc:
+        log.error("SIGHUP: %s; the credentials read before stay in use", exc.message)
+
+
 def serve(config):
     """Serve until SIGTERM/SIGINT; return the process exit code."""
-    engine = Engine(config.engine_config())
+    credentials, credentials_file = credentials_of(config)
+    engine = Engine(config.engine_config(), credentials=credentials)
     jobs = open_jobs(config, engine)
     api = Api(engine, config, jobs, runner=gevent_runner)
     in_flight = InFlightRequests(api.app)
@@ -195,6 +211,8 @@ def serve(config):
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, on_signal, signum)
+    if credentials_file is not None:
+        gevent.signal_handler(signal.SIGHUP, _reload, credentials_file)
     try:
         server.start()
     except OSError as exc:
