@@ -33,7 +33,12 @@ def _parser():
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     pull = sub.add_parser("pull", help="pull images now: through the engine here, or as a job on a server")
-    pull.add_argument("images", nargs="+", metavar="IMAGE", help="reference, e.g. busybox:1.36 or reg:5000/a/b@sha256:...")
+    pull.add_argument("images", nargs="*", metavar="IMAGE", help="reference, e.g. busybox:1.36 or reg:5000/a/b@sha256:...")
+    pull.add_argument("-f", "--file", action="append", default=[], metavar="FILE",
+                      help="read images from FILE (repeatable; - for stdin): one reference a line (# comments), a "
+                           "compose file (services.*.image) or Kubernetes manifests (every image:)")
+    pull.add_argument("--pull", choices=["always", "missing"], default="always",
+                      help="missing: leave images that are present alone")
     settings.add_arguments(pull, names=DAEMON_SETTINGS)
     pull.add_argument("--concurrency", type=int, default=10)
     pull.add_argument("--retry", type=int, default=3, help="attempts per image")
@@ -91,7 +96,14 @@ def _pull(args):
     from puller.core._engine import Engine
     from puller.core._request import parse_pull_request
 
-    body = {"images": args.images, "concurrency": args.concurrency, "retry": args.retry}
+    from puller._output import images_from_file
+
+    images = list(args.images)
+    for path in args.file:
+        images.extend(images_from_file(path))
+    if not images:
+        raise InvalidRequest("give images as arguments or with -f FILE", "images")
+    body = {"images": images, "concurrency": args.concurrency, "retry": args.retry, "pull": args.pull}
     mirrors = _mirrors(args.mirror)
     if args.server:
         if mirrors:
@@ -218,14 +230,13 @@ def _print_report(report, as_json):
 
 
 def _print_rows(report, as_json):
-    from puller.core._engine import row_reference
+    from puller._output import table
 
     if as_json:
         print(json.dumps({k: report[k] for k in ("success", "failure", "startAt", "cost")}, indent=2))
         return
-    for row in report["success"] + report["failure"]:
-        print("%-10s %s  %s  attempts=%d %s" % (row["status"], row_reference(row), row["cost"], row["retried"],
-                                                row["errmsg"]))
+    for line in table(report):
+        print(line)
 
 
 def run(argv):

@@ -46,7 +46,11 @@ def test_pull_prints_rows_and_exits_0(clean):
     proc = _cli("--docker-socket", clean.socket, clean.image(10), clean.image(11))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert out.count("pulled") == 2 and clean.image(10) in out
+    lines = out.splitlines()
+    assert lines[0].split() == ["STATUS", "IMAGE", "TIME", "TRIES", "ERROR"]
+    assert [line.split()[0] for line in lines[1:3]] == ["pulled", "pulled"] and clean.image(10) in out
+    assert lines[-1].startswith("2 pulled in ") and lines[-1].endswith("s")
+    assert "ms" not in out  # durations for people: 0.42s, not 419.2ms
 
 
 def test_missing_image_exits_1_bad_input_2_no_daemon_3(clean, tmp_path):
@@ -118,3 +122,25 @@ def test_unreachable_server_exits_3(clean):
     proc = _cli("--server", "http://127.0.0.1:9", clean.image(1))
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3 and "cannot reach the puller server" in err
+
+
+def test_images_from_a_list_a_compose_file_and_kubernetes_manifests(clean, tmp_path):
+    listed = tmp_path / "release.txt"
+    listed.write_text("# the release\n%s\n%s  # the app\n\n" % (clean.image(1), clean.image(2)))
+    compose = tmp_path / "compose.yml"
+    compose.write_text("services:\n  web:\n    image: %s\n  db:\n    image: %s:latest\n    ports: ['5432']\n"
+                       % (clean.image(3), clean.image(4)))
+    k8s = ("apiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n      initContainers:\n"
+           "        - {name: init, image: %s}\n      containers:\n        - {name: app, image: %s}\n---\n"
+           "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n    - {name: x, image: %s}\n"
+           % (clean.image(5), clean.image(6), clean.image(1)))
+    proc = subprocess.Popen([sys.executable, "-m", "puller", "pull", "--docker-socket", clean.socket, "-f",
+                             str(listed), "-f", str(compose), "-f", "-"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(k8s, timeout=120)
+    assert proc.returncode == 0, err
+    assert out.splitlines()[-1].startswith("7 pulled in ")  # img-01 is named twice: two rows, one pull
+    assert "\033[" not in out  # no colour when stdout is not a terminal
+    again = _cli("--docker-socket", clean.socket, "--pull", "missing", "-f", str(compose))
+    out, err = again.communicate(timeout=60)
+    assert again.returncode == 0 and out.splitlines()[-1].startswith("2 present in "), out
