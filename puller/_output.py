@@ -27,7 +27,7 @@ def human_duration(go_duration):
 def table(report, colour=None):
     """The report as lines of text: successes, then failures (marked), then the summary."""
     colour = sys.stdout.isatty() if colour is None else colour
-    rows = [r for r in report["success"]] + [r for r in report["failure"]]
+    rows = list(report["success"]) + list(report["failure"])
     cells = [(r["status"], row_reference(r), human_duration(r["cost"]), str(r["retried"]), r["errmsg"]) for r in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(("STATUS", "IMAGE", "TIME", "TRIES"))]
     lines = ["  %-*s  %-*s  %*s  %*s  %s" % (widths[0], "STATUS", widths[1], "IMAGE", widths[2], "TIME", widths[3],
