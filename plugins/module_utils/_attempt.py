@@ -79,17 +79,17 @@ class DaemonAttempt:
                 if digest is not None:
                     return digest
                 flight.extra["source"] = spec.ref.domain  # rows say where an image came from when it had a choice
-            return self._one_pull(client, flight, spec.ref.name, spec.ref.pull_tag, spec.auth_config)
+            return self._one_pull(client, flight, spec.ref.name, spec.ref.pull_tag, spec.auth_config, spec.platform)
         finally:
             self._slots.release()
 
-    def _one_pull(self, client, flight, name, tag, auth_config):
+    def _one_pull(self, client, flight, name, tag, auth_config, platform=None):
         """One daemon pull stream, under a watchdog of its own."""
         watchdog = _Watchdog(flight, self._clock, self._stall_timeout)
         # The watchdog bounds the pull; the read timeout is a backstop only.
         client.begin_pull(self._backstop, watchdog.arm_connection)
         try:
-            return self._stream(client, flight, name, tag, auth_config, watchdog)
+            return self._stream(client, flight, name, tag, auth_config, watchdog, platform)
         finally:
             watchdog.cancel()
             abort_response(client.end_pull())
@@ -115,7 +115,7 @@ class DaemonAttempt:
                 continue
             name = mirror_name(ref, mirror.host)
             try:
-                pulled = self._one_pull(client, flight, name, digest or ref.tag, mirror.auth_config)
+                pulled = self._one_pull(client, flight, name, digest or ref.tag, mirror.auth_config, spec.platform)
             except PullFailed as exc:
                 if not flight.active() or flight.deadline_at() <= self._clock():
                     raise
@@ -156,11 +156,12 @@ class DaemonAttempt:
             client.tag(pulled_as, ref.name, ref.tag)
             client.remove_image(pulled_as, noprune=True)
 
-    def _stream(self, client, flight, name, tag, auth_config, watchdog):
+    def _stream(self, client, flight, name, tag, auth_config, watchdog, platform=None):
         digest, secrets = None, secrets_of(auth_config)
         timeout_msg = "timeout: pull of %s exceeded the deadline" % (name,)
         try:
-            events = client.pull(name, tag=tag, stream=True, decode=True, auth_config=dict(auth_config))
+            events = client.pull(name, tag=tag, stream=True, decode=True, auth_config=dict(auth_config),
+                                 platform=platform)
             watchdog.arm(client.current_response())
             for raw in events:
                 watchdog.alive()

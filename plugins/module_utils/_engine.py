@@ -213,6 +213,14 @@ class Engine:
                     pass  # "<none>:<none>" and the like
         return index
 
+    def local_platform(self, ref):
+        """``os/arch[/variant]`` of the local image for ``ref``, or None."""
+        try:
+            info = self.client().inspect_image(_local_key(ref))
+        except Exception:  # pylint: disable=broad-except  # absent, or the daemon is busy: unknown
+            return None
+        return "/".join(p for p in (info.get("Os"), info.get("Architecture"), info.get("Variant")) if p)
+
     def in_flight(self):
         """The pulls running now, for ``/debug/dump`` (no credentials)."""
         return [dict(image=str(key[0]), **info) for key, info in self._shared.snapshot()]
@@ -262,6 +270,8 @@ class Engine:
         for key, spec in zip(keys, specs):
             outcome, cost = results[key]
             row = _row(spec, outcome, cost, before, after)
+            if spec.platform and row["status"] != STATUS_FAILED and not request.dry_run:
+                row["platform"] = self.local_platform(spec.ref) or ""  # what the daemon holds now
             (failure if outcome.status in (STATUS_FAILED, STATUS_CANCELLED) else success).append(row)
         return PullReport(success, failure, start_at, self._clock() - started)
 
@@ -314,14 +324,25 @@ class Engine:
         if self.observer is not None:
             self._emit(self.observer, kind, flight.payload.ref, flight.attempt, detail)
 
-    @staticmethod
-    def _without_pull(spec, request, before):
-        """The outcome when no pull is needed (present) or wanted (dry run), else None."""
-        if _local_key(spec.ref) in before:
+    def _without_pull(self, spec, request, before):
+        """The outcome when no pull is needed (present) or wanted (dry run), else None.
+
+        With a ``platform``, an image present for another platform is missing
+        (as community.docker's ``not_present`` decides)."""
+        if _local_key(spec.ref) in before and (
+                not spec.platform or _same_platform(spec.platform, self.local_platform(spec.ref))):
             return Outcome(STATUS_PRESENT, 0, None, None)
         if request.dry_run:
             return Outcome(STATUS_WOULD_PULL, 0, None, None)
         return None
+
+
+def _same_platform(wanted, present):
+    """``linux/arm64`` matches ``linux/arm64/v8``; ``linux/amd64/v2`` wants that variant."""
+    if not present:
+        return False
+    want, have = wanted.split("/"), present.split("/")
+    return have[:len(want)] == want
 
 
 def _daemon_error(host, exc):
@@ -334,4 +355,4 @@ def _daemon_error(host, exc):
 def _flight_key(spec):
     """Same reference, credentials and mirrors: one pull serves them all."""
     mirrors = tuple((m.host, tuple(sorted(m.auth_config.items())), m.trusted) for m in spec.mirrors)
-    return (spec.ref, tuple(sorted(spec.auth_config.items())), mirrors)
+    return (spec.ref, tuple(sorted(spec.auth_config.items())), mirrors, spec.platform)

@@ -14,6 +14,7 @@ __metaclass__ = type
 
 import fnmatch
 import math
+import re
 from collections import namedtuple
 
 from ._errors import InvalidRequest, RequestForbidden
@@ -33,14 +34,15 @@ PULL_POLICIES = (POLICY_ALWAYS, POLICY_MISSING)
 AUTH_CONFIG_KEYS = ("username", "password", "auth", "email", "serveraddress", "identitytoken", "registrytoken")
 
 
-class PullSpec(namedtuple("PullSpec", "index ref image tag project auth_config mirrors")):
+class PullSpec(namedtuple("PullSpec", "index ref image tag project auth_config mirrors platform")):
     """One requested image, as asked (``image``, ``tag``) and as resolved (``ref``);
-    ``mirrors``: the ``Mirror`` endpoints to try before the origin."""
+    ``mirrors``: the ``Mirror`` endpoints to try before the origin; ``platform``:
+    ``os/arch[/variant]`` to ask the daemon for, or None for its own."""
 
     __slots__ = ()
 
-    def __new__(cls, index, ref, image, tag, project, auth_config, mirrors=()):
-        return super(PullSpec, cls).__new__(cls, index, ref, image, tag, project, auth_config, mirrors)
+    def __new__(cls, index, ref, image, tag, project, auth_config, mirrors=(), platform=None):
+        return super(PullSpec, cls).__new__(cls, index, ref, image, tag, project, auth_config, mirrors, platform)
 
 
 class PullRequest(namedtuple("PullRequest", "specs concurrency attempts policy dry_run deadline")):
@@ -103,7 +105,8 @@ def _parse_spec(index, item, default_auth):
         raise InvalidRequest(str(exc), "%s.%s" % (field, getattr(exc, "field", "image")))
     auth = _parse_auth(item.get("auth_config"), field + ".auth_config") or dict(default_auth)
     shown_tag = tag if isinstance(tag, str) and tag else (ref.tag or ref.digest)
-    return PullSpec(index, ref, image, shown_tag, project, auth)
+    platform = parse_platform(item.get("platform"), field + ".platform")
+    return PullSpec(index, ref, image, shown_tag, project, auth, (), platform)
 
 
 def _parse_count(body, key, default):
@@ -137,6 +140,9 @@ def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None, m
         raise InvalidRequest("has %d entries; at most %d are allowed" % (len(images), max_images), "images")
     default_auth = _parse_auth(default_auth, "auth_config")
     specs = [_parse_spec(i, item, default_auth) for i, item in enumerate(images)]
+    default_platform = parse_platform(body.get("platform"), "platform")
+    if default_platform:
+        specs = [s if s.platform else s._replace(platform=default_platform) for s in specs]
     if allowed_registries:
         for spec in specs:
             check_registry_allowed(spec.ref.domain, allowed_registries, "images[%d].image" % spec.index)
@@ -150,6 +156,18 @@ def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None, m
     if not isinstance(dry_run, bool):
         raise InvalidRequest("must be true or false", "dry_run")
     return PullRequest(specs, concurrency, attempts, policy, dry_run, _parse_timeout(body.get("timeout")))
+
+
+_PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
+
+
+def parse_platform(value, field):
+    """``linux/arm64``, ``linux/amd64/v2``, ``linux/arm/v7``; None when not given."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _PLATFORM_RE.match(value.strip().lower()):
+        raise InvalidRequest("must be OS/ARCH[/VARIANT], e.g. linux/arm64 or linux/amd64/v2", field)
+    return value.strip().lower()
 
 
 def check_registry_allowed(registry, patterns, field):

@@ -45,6 +45,7 @@ _IMAGE = {
                   "description": "Reference; may carry a tag or digest."},
         "tag": {"type": "string", "description": "Tag or digest; defaults to latest."},
         "project": {"type": "string", "description": "Echoed in the result row."},
+        "platform": {"type": "string", "description": "OS/ARCH[/VARIANT] to pull, e.g. linux/arm64."},
         "auth_config": {
             "type": "object",
             "additionalProperties": False,
@@ -62,6 +63,10 @@ _PULL_REQUEST = {
         "retry": {"type": "integer", "description": "Attempts per image; <= 0 means 3; at most %d." % MAX_ATTEMPTS},
         "pull": {"type": "string", "enum": list(PULL_POLICIES)},
         "dry_run": {"type": "boolean"},
+        "platform": {"type": "string", "description": "OS/ARCH[/VARIANT] for every image without its own."},
+        "mirrors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                    "description": "Registry host -> mirror hosts, overriding the server's map for those registries."},
+        "mirror_auth": {"type": "object", "description": "Mirror host -> its own auth_config."},
         "timeout": {"oneOf": [{"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"},
                               {"type": "number", "minimum": 0, "exclusiveMinimum": True}]},
     },
