@@ -39,6 +39,7 @@ def _parser():
                            "compose file (services.*.image) or Kubernetes manifests (every image:)")
     pull.add_argument("--pull", choices=["always", "missing"], default="always",
                       help="missing: leave images that are present alone")
+    pull.add_argument("--platform", help="OS/ARCH[/VARIANT] to pull, e.g. linux/arm64")
     settings.add_arguments(pull, names=DAEMON_SETTINGS)
     pull.add_argument("--concurrency", type=int, default=10)
     pull.add_argument("--retry", type=int, default=3, help="attempts per image")
@@ -104,6 +105,8 @@ def _pull(args):
     if not images:
         raise InvalidRequest("give images as arguments or with -f FILE", "images")
     body = {"images": images, "concurrency": args.concurrency, "retry": args.retry, "pull": args.pull}
+    if args.platform:
+        body["platform"] = args.platform
     mirrors = _mirrors(args.mirror)
     if args.server:
         if mirrors:

@@ -56,3 +56,16 @@ def test_an_unknown_platform_is_permanent_and_bad_ones_are_400(clean, server, mu
     assert resp.status_code == 500 and row["retried"] == 1 and "no matching manifest" in row["errmsg"]
     bad = server.pull({"images": [{"image": index, "platform": "arm64"}]})
     assert bad.status_code == 400 and bad.json()["field"] == "images[0].platform"
+
+
+def test_cli_platform(clean, multi):
+    import json
+    import sys
+
+    index, ids = multi
+    result = subprocess.run([sys.executable, "-m", "puller", "pull", "--json", "--docker-socket", clean.socket,
+                             "--platform", "linux/arm64", index], capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)["success"]
+    assert row["id"] == ids["linux/arm64"] and row["platform"] == "linux/arm64"
