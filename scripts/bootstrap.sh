@@ -17,6 +17,8 @@ command -v shellcheck >/dev/null || need+=(shellcheck)
 # is given the driver's path, so it never downloads one).
 command -v chromium >/dev/null || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+# Podman's Docker-compatible API, the hosts tests' second kind of daemon.
+command -v podman >/dev/null || need+=(podman)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: apt-get install ${need[*]}" >&2

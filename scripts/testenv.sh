@@ -8,6 +8,7 @@
 #   scripts/testenv.sh hosts DIR N   N more daemons (simulated managed hosts); prints sockets
 #   scripts/testenv.sh isolated DIR  a daemon whose registry traffic goes nowhere; prints socket
 #   scripts/testenv.sh tls DIR       a daemon on loopback TCP with --tlsverify; prints PORT CERTDIR
+#   scripts/testenv.sh podman DIR    Podman's Docker-compatible API service; prints its socket
 #   scripts/testenv.sh fixtures DIR NAME COUNT LAYERS KIB [SHARED_KIB]   build another image set
 #
 # DIR defaults to $PULLER_TESTENV or /tmp/puller-testenv. Nothing here touches
@@ -115,6 +116,22 @@ start_tls() {
   echo "$port $d"
 }
 
+start_podman() {
+  # Podman's Docker-compatible API as a second kind of daemon (rootful, vfs
+  # storage, all under DIR/podman); loopback registries are insecure there.
+  # Prints the socket path.
+  local d=$dir/podman
+  if [ -S "$d/podman.sock" ]; then echo "$d/podman.sock"; return; fi
+  command -v podman >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman >/dev/null; }
+  mkdir -p "$d"
+  printf 'unqualified-search-registries = []\n[[registry]]\nlocation = "localhost"\ninsecure = true\n' >"$d/registries.conf"
+  CONTAINERS_REGISTRIES_CONF=$d/registries.conf setsid podman --root "$d/root" --runroot "$d/run" \
+    --storage-driver vfs system service --time=0 "unix://$d/podman.sock" >>"$d/log" 2>&1 &
+  echo $! >"$d/pid"
+  wait_for 60 "podman service" curl -sf --unix-socket "$d/podman.sock" http://d/_ping
+  echo "$d/podman.sock"
+}
+
 start_hosts() { # start_hosts N: N more daemons, one per simulated managed host
   local k
   for k in $(seq 1 "$1"); do
@@ -209,6 +226,7 @@ down() {
   [ -d "$dir" ] || return 0
   kill_pidfile "$dir/registry-open/pid"
   kill_pidfile "$dir/registry-auth/pid"
+  kill_pidfile "$dir/podman/pid"
   local pidfile
   for pidfile in "$dir"/*/docker.pid; do kill_pidfile "$pidfile"; done
   # dockerd leaves its own containerd behind when it is killed hard.
@@ -229,6 +247,8 @@ case "$cmd" in
   isolated) start_isolated ;;
   # Hosts tests: a daemon behind TLS on a loopback TCP port; prints PORT CERTDIR.
   tls) start_tls ;;
+  # Hosts tests: Podman's Docker-compatible API; prints the socket.
+  podman) start_podman ;;
   # Benchmarks: another set of images, e.g. `fixtures DIR many-small 60 2 256`.
   fixtures)
     # shellcheck disable=SC1091

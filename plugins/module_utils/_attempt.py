@@ -89,10 +89,11 @@ class DaemonAttempt:
         # The watchdog bounds the pull; the read timeout is a backstop only.
         client.begin_pull(self._backstop, watchdog.arm_connection)
         try:
-            return self._stream(client, flight, name, tag, auth_config, watchdog, platform)
+            digest = self._stream(client, flight, name, tag, auth_config, watchdog, platform)
         finally:
             watchdog.cancel()
             abort_response(client.end_pull())
+        return digest or _repo_digest(client, name, tag)
 
     # -- mirrors ------------------------------------------------------------------
     def _via_mirrors(self, client, flight, spec):
@@ -185,6 +186,22 @@ class DaemonAttempt:
         if watchdog.fired:
             raise watchdog.error(timeout_msg)
         return digest
+
+
+def _repo_digest(client, name, tag):
+    """The digest from the image's ``RepoDigests``, for daemons whose stream has
+    no ``Digest:`` line (Podman)."""
+    if tag.startswith("sha256:"):
+        return tag
+    try:
+        digests = client.inspect_image("%s:%s" % (name, tag)).get("RepoDigests") or []
+    except Exception:  # pylint: disable=broad-except  # the row just has no digest
+        return None
+    for entry in digests:
+        repo, _sep, digest = entry.partition("@")
+        if repo == name or repo.endswith("/" + name.split("/", 1)[-1]):
+            return digest
+    return None
 
 
 class _Watchdog:

@@ -221,6 +221,16 @@ class Engine:
             return None
         return "/".join(p for p in (info.get("Os"), info.get("Architecture"), info.get("Variant")) if p)
 
+    def daemon_info(self):
+        """Which engine answers (Docker or Podman, from ``/version``), for ``/debug/dump``."""
+        try:
+            version = self.client().version()
+        except Exception as exc:  # pylint: disable=broad-except
+            return {"error": str(exc)}
+        names = [c.get("Name", "") for c in version.get("Components") or []]
+        engine = "podman" if any("podman" in n.lower() for n in names) else "docker"
+        return {"engine": engine, "version": version.get("Version"), "api_version": version.get("ApiVersion")}
+
     def in_flight(self):
         """The pulls running now, for ``/debug/dump`` (no credentials)."""
         return [dict(image=str(key[0]), **info) for key, info in self._shared.snapshot()]

@@ -173,6 +173,7 @@ class Api:
             "start_at": self.start_at,
             "version": version_info(),
             "in_flight": self.engine.in_flight(),
+            "daemon": self.engine.daemon_info(),
             "store": {"path": self.jobs.store.path, "jobs": self.jobs.store.count(),
                       "writes": self.jobs.store.writes, "write_seconds": round(self.jobs.store.write_seconds, 6)},
         })
