@@ -15,7 +15,8 @@ __metaclass__ = type
 import json
 import time
 
-from ansible.module_utils.urls import fetch_url
+from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+from ansible.module_utils.urls import open_url
 
 from ._engine import Engine, EngineConfig, run_in_threads
 from ._errors import DaemonUnavailable, InvalidRequest, PullerError
@@ -29,9 +30,11 @@ class ApiError(PullerError):
 class EngineClient:
     """Direct mode; ``mirrors`` (parsed) and ``mirror_auth`` are the playbook's, so trusted."""
 
-    def __init__(self, docker_host, deadline, max_daemon_pulls, mirrors=None, mirror_auth=None, credentials=None):
-        self.engine = Engine(EngineConfig(docker_host=docker_host, deadline=deadline,
-                                          max_daemon_pulls=max_daemon_pulls), credentials=credentials)
+    def __init__(self, docker_host, deadline, max_daemon_pulls, mirrors=None, mirror_auth=None, credentials=None,
+                 tls=None, api_version="auto", daemon_timeout=None):
+        config = EngineConfig(docker_host=docker_host, deadline=deadline, max_daemon_pulls=max_daemon_pulls, tls=tls,
+                              api_version=api_version, **({"daemon_timeout": daemon_timeout} if daemon_timeout else {}))
+        self.engine = Engine(config, credentials=credentials)
         self.mirrors = mirrors or {}
         self.mirror_auth = dict(mirror_auth or {})
 
@@ -66,10 +69,18 @@ class ApiClient:
         if self.token:
             headers["Authorization"] = "Bearer " + self.token
         url = self.base + path
-        resp, info = fetch_url(self.module, url, data=json.dumps(body) if body is not None else None,
-                               headers=headers, method=method, timeout=self.REQUEST_TIMEOUT)
-        status = info.get("status", -1)
-        raw = resp.read() if resp is not None else info.get("body", b"")
+        # open_url, not fetch_url: fetch_url reads the module's validate_certs,
+        # which (as in community.docker) is about the Docker daemon.
+        status, raw, reason = -1, b"", ""
+        try:
+            resp = open_url(url, data=json.dumps(body) if body is not None else None, headers=headers,
+                            method=method, timeout=self.REQUEST_TIMEOUT,
+                            validate_certs=self.module.params.get("api_validate_certs", True))
+            status, raw = resp.getcode(), resp.read()
+        except HTTPError as exc:
+            status, raw, reason = exc.code, exc.read(), str(exc.reason)
+        except (URLError, OSError) as exc:
+            raise ApiError("cannot reach %s: %s" % (url, getattr(exc, "reason", None) or exc))
         try:
             payload = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
         except (ValueError, AttributeError):
@@ -83,7 +94,7 @@ class ApiClient:
             raise DaemonUnavailable(message or "the server cannot reach its Docker daemon")
         if status == 401:
             raise ApiError("%s refused the API token (401)" % url)
-        raise ApiError("%s answered %s: %s" % (url, status, message or info.get("msg", "")))
+        raise ApiError("%s answered %s: %s" % (url, status, message or reason))
 
     def pull(self, body):
         body = dict(body)

@@ -24,7 +24,8 @@ author:
   - puller developers (@bbklab)
 requirements:
   - "docker >= 7.1 (Python library), in direct mode only"
-extends_documentation_fragment: []
+extends_documentation_fragment:
+  - bbklab.puller.docker
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying the target.
@@ -81,9 +82,10 @@ options:
     description: Attempts per image (1 means no retry). Permanent errors are never retried.
     type: int
     default: 3
-  timeout:
+  deadline:
     description:
       - Deadline per image, covering all its attempts, as a Go duration (V(30m), V(90s)) or seconds.
+      - Called C(timeout) before 0.2.0; O(timeout) is now the daemon API's timeout, as in community.docker.
     type: str
     default: 30m
   pull:
@@ -130,12 +132,6 @@ options:
     description: Do not fail the task when some images fail; they are still listed in RV(failure).
     type: bool
     default: false
-  docker_host:
-    description:
-      - The Docker daemon, in direct mode. A socket path or a C(unix://) / C(tcp://) URL.
-      - Falls back to the E(DOCKER_HOST) environment variable.
-    type: str
-    default: unix:///var/run/docker.sock
   api_url:
     description:
       - Base URL of a running C(puller serve), for example V(http://127.0.0.1:9006). Selects API mode.
@@ -149,10 +145,12 @@ options:
         (C(POST /jobs)) that the module polls, so a long pull does not depend on one HTTP request surviving
         proxies and idle timeouts.
       - When it runs out the task fails naming the job, which goes on on the server.
-      - Defaults to the O(timeout) times the number of rounds of O(concurrency) images, plus a minute.
+      - Defaults to the O(deadline) times the number of rounds of O(concurrency) images, plus a minute.
     type: int
-  validate_certs:
-    description: Verify the server's TLS certificate in API mode.
+  api_validate_certs:
+    description:
+      - Verify the puller server's TLS certificate in API mode. (O(validate_certs) is about the Docker daemon,
+        as in community.docker.)
     type: bool
     default: true
 notes:
@@ -288,11 +286,12 @@ diff:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.bbklab.puller.plugins.module_utils._clients import ApiClient, EngineClient
 from ansible_collections.bbklab.puller.plugins.module_utils._daemon import DOCKER_IMPORT_ERROR, HAS_DOCKER
 from ansible_collections.bbklab.puller.plugins.module_utils._engine import row_reference
+from ansible_collections.bbklab.puller.plugins.module_utils._connection import connection_argument_spec, daemon_tls
 from ansible_collections.bbklab.puller.plugins.module_utils._credentials import HostCredentials
 from ansible_collections.bbklab.puller.plugins.module_utils._errors import InvalidRequest, PullerError
 from ansible_collections.bbklab.puller.plugins.module_utils._godur import parse_duration
@@ -325,7 +324,7 @@ class ImagePrefetcher:
                 item = {"image": item, "auth_config": default_auth}
             images.append(item)
         return {"images": images, "concurrency": self.params["concurrency"], "retry": self.params["retry"],
-                "pull": self.params["pull"], "dry_run": self.check_mode, "timeout": self.params["timeout"]}
+                "pull": self.params["pull"], "dry_run": self.check_mode, "timeout": self.params["deadline"]}
 
     def run(self):
         body = self.request_body()
@@ -378,33 +377,34 @@ def main():
         identitytoken=dict(type="str", no_log=True),
         registrytoken=dict(type="str", no_log=True),
     )
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        images=dict(type="list", elements="raw", required=True),
+        auth_config=dict(type="dict", options=auth_spec),
+        concurrency=dict(type="int", default=10),
+        retry=dict(type="int", default=3),
+        deadline=dict(type="str", default="30m"),
+        pull=dict(type="str", choices=["always", "missing"], default="always"),
+        mirrors=dict(type="dict"),
+        allow_registries=dict(type="list", elements="str", default=[]),
+        host_credentials=dict(type="bool", default=True),
+        mirror_auth=dict(type="dict", no_log=False),  # values masked one by one below
+        ignore_failures=dict(type="bool", default=False),
+        api_url=dict(type="str"),
+        api_token=dict(type="str", no_log=True),
+        wait_timeout=dict(type="int"),
+        api_validate_certs=dict(type="bool", default=True),
+    )
     module = AnsibleModule(
-        argument_spec=dict(
-            images=dict(type="list", elements="raw", required=True),
-            auth_config=dict(type="dict", options=auth_spec),
-            concurrency=dict(type="int", default=10),
-            retry=dict(type="int", default=3),
-            timeout=dict(type="str", default="30m"),
-            pull=dict(type="str", choices=["always", "missing"], default="always"),
-            mirrors=dict(type="dict"),
-            allow_registries=dict(type="list", elements="str", default=[]),
-            host_credentials=dict(type="bool", default=True),
-            mirror_auth=dict(type="dict", no_log=False),  # values masked one by one below
-            ignore_failures=dict(type="bool", default=False),
-            docker_host=dict(type="str", default="unix:///var/run/docker.sock", fallback=(env_fallback, ["DOCKER_HOST"])),
-            api_url=dict(type="str"),
-            api_token=dict(type="str", no_log=True),
-            wait_timeout=dict(type="int"),
-            validate_certs=dict(type="bool", default=True),
-        ),
+        argument_spec=argument_spec,
         supports_check_mode=True,
     )
     _hide_item_credentials(module)
     params = module.params
     try:
-        deadline = parse_duration(params["timeout"])
+        deadline = parse_duration(params["deadline"])
     except ValueError as exc:
-        module.fail_json(msg="timeout: %s" % exc)
+        module.fail_json(msg="deadline: %s" % exc)
     if params["api_url"]:
         count = max(1, len(params["images"]))
         waves = -(-count // max(1, params["concurrency"]))
@@ -416,10 +416,12 @@ def main():
             module.fail_json(msg=missing_required_lib("docker"), exception=str(DOCKER_IMPORT_ERROR))
         try:
             mirrors = parse_mirror_map(params["mirrors"])
+            tls = daemon_tls(params)
         except InvalidRequest as exc:
             module.fail_json(msg="%s: %s" % (exc.field, exc.message))
         client = EngineClient(params["docker_host"], deadline, max(1, params["concurrency"]), mirrors=mirrors,
-                              mirror_auth=params["mirror_auth"],
+                              mirror_auth=params["mirror_auth"], tls=tls, api_version=params["api_version"],
+                              daemon_timeout=params["timeout"],
                               credentials=HostCredentials() if params["host_credentials"] else None)
     try:
         module.exit_json(**ImagePrefetcher(module, client).run())

@@ -56,3 +56,35 @@ def test_cli_with_flags_or_the_docker_cli_variables(ground, tls_daemon):
     assert wrong.returncode == 3 and "TLS failed" in wrong.stderr and "CERTIFICATE_VERIFY_FAILED" in wrong.stderr
     missing = _cli(*(_flags(url, certs, client=False) + [ground.image(4)]))
     assert missing.returncode == 3 and "TLS failed" in missing.stderr
+
+
+def _module(tmp_path, args, env=None):
+    import json
+
+    root = Path(__file__).resolve().parents[2]
+    collections = tmp_path / "collections" / "ansible_collections" / "bbklab"
+    if not collections.exists():
+        collections.mkdir(parents=True)
+        (collections / "puller").symlink_to(root)
+    return subprocess.run([str(Path(sys.executable).with_name("ansible")), "localhost", "-c", "local", "-m",
+                           "bbklab.puller.prefetch", "-a", json.dumps(args),
+                           "-e", "ansible_python_interpreter=" + sys.executable],
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(tmp_path / "collections"),
+                                   ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_INVENTORY_UNPARSED_WARNING="False",
+                                   **BUNDLE, **(env or {})))
+
+
+def test_module_with_community_docker_option_names(ground, tls_daemon, tmp_path):
+    url, certs = tls_daemon
+    ok = _module(tmp_path, {"images": [ground.image(6)], "docker_url": url, "tls_verify": True,
+                            "cacert_path": str(certs / "ca.pem"), "cert_path": str(certs / "cert.pem"),
+                            "key_path": str(certs / "key.pem")})
+    assert ok.returncode == 0, ok.stdout[-2000:]
+    from_env = _module(tmp_path, {"images": [ground.image(7)]},
+                       env={"DOCKER_HOST": url, "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(certs)})
+    assert from_env.returncode == 0, from_env.stdout[-2000:]
+    wrong = _module(tmp_path, {"images": [ground.image(6)], "docker_host": url, "validate_certs": True,
+                               "ca_path": str(certs / "another-ca.pem"), "client_cert": str(certs / "cert.pem"),
+                               "client_key": str(certs / "key.pem")})
+    assert wrong.returncode != 0 and "TLS failed" in wrong.stdout, wrong.stdout[-2000:]

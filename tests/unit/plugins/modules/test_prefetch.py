@@ -13,7 +13,7 @@ from ansible_collections.bbklab.puller.plugins.modules.prefetch import ImagePref
 class FakeModule:
     def __init__(self, check_mode=False, **params):
         self.check_mode = check_mode
-        self.params = dict(images=[], auth_config=None, concurrency=10, retry=3, timeout="30m", pull="always",
+        self.params = dict(images=[], auth_config=None, concurrency=10, retry=3, deadline="30m", pull="always",
                            ignore_failures=False)
         self.params.update(params)
         self.failed = None

@@ -1,0 +1,56 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) puller developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The daemon connection options of the modules (doc fragment ``bbklab.puller.docker``),
+defined once: the argument spec and what they mean for the engine."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+from ._daemon import DaemonTLS
+from ._errors import InvalidRequest
+
+
+def connection_argument_spec():
+    """community.docker's names, aliases and environment fallbacks (see its ``_docker`` doc fragment)."""
+    from ansible.module_utils.basic import env_fallback
+
+    return dict(
+        docker_host=dict(type="str", default="unix:///var/run/docker.sock", aliases=["docker_url"],
+                         fallback=(env_fallback, ["DOCKER_HOST"])),
+        tls_hostname=dict(type="str", fallback=(env_fallback, ["DOCKER_TLS_HOSTNAME"])),
+        api_version=dict(type="str", default="auto", aliases=["docker_api_version"],
+                         fallback=(env_fallback, ["DOCKER_API_VERSION"])),
+        timeout=dict(type="int", default=60, fallback=(env_fallback, ["DOCKER_TIMEOUT"])),
+        ca_path=dict(type="path", aliases=["ca_cert", "tls_ca_cert", "cacert_path"]),
+        client_cert=dict(type="path", aliases=["tls_client_cert", "cert_path"]),
+        client_key=dict(type="path", aliases=["tls_client_key", "key_path"], no_log=False),
+        tls=dict(type="bool", default=False, fallback=(env_fallback, ["DOCKER_TLS"])),
+        validate_certs=dict(type="bool", default=False, aliases=["tls_verify"],
+                            fallback=(env_fallback, ["DOCKER_TLS_VERIFY"])),
+    )
+
+
+def daemon_tls(params, environ=None):
+    """The ``DaemonTLS`` these options ask for, or None; ``DOCKER_CERT_PATH`` fills in missing files."""
+    environ = os.environ if environ is None else environ
+    if params.get("tls_hostname"):
+        raise InvalidRequest("not supported with the Docker SDK for Python 7: the daemon's certificate must name "
+                             "the host in docker_host", "tls_hostname")
+    cert_dir = environ.get("DOCKER_CERT_PATH")
+
+    def pick(given, name):
+        if given:
+            return given
+        path = os.path.join(cert_dir, name) if cert_dir else None
+        return path if path and os.path.exists(path) else None
+
+    files = (pick(params.get("ca_path"), "ca.pem"), pick(params.get("client_cert"), "cert.pem"),
+             pick(params.get("client_key"), "key.pem"))
+    if not (params.get("validate_certs") or params.get("tls")):
+        return None
+    return DaemonTLS(verify=bool(params.get("validate_certs")), ca_cert=files[0], client_cert=files[1],
+                     client_key=files[2], hostname=None)
