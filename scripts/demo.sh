@@ -23,7 +23,8 @@ if curl -sf --unix-socket /var/run/docker.sock http://docker/_ping >/dev/null 2>
   socket=/var/run/docker.sock
 fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$python" -m puller serve --listen "127.0.0.1:$port" --docker-socket "$socket" >"$env_dir/server.log" 2>&1 &
+"$python" -m puller serve --listen "127.0.0.1:$port" --docker-socket "$socket" --state-dir "$env_dir/state" \
+  >"$env_dir/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/ping" >/dev/null && break; sleep 0.1; done
 
@@ -42,5 +43,7 @@ echo "== POST /pull (5 images; the last one does not exist)"
 curl -s -o "$env_dir/out.json" -w '%{http_code}' -X POST "http://127.0.0.1:$port/pull" -d "$body" >"$env_dir/code"
 echo "== HTTP $(cat "$env_dir/code")"
 "$python" -m json.tool "$env_dir/out.json"
+echo "== GET /jobs (every pull is a job; the status page is at http://127.0.0.1:$port/)"
+curl -s "http://127.0.0.1:$port/jobs" | "$python" -m json.tool
 echo "== server log"
 cat "$env_dir/server.log"
