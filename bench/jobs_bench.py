@@ -40,12 +40,16 @@ class Watchers:
             thread.start()
 
     def _stream(self):
+        # A client learns a job's id from POST /jobs, or from the list as the
+        # page does: look for the new job every 50 ms (not in a tight loop,
+        # which would measure the polling rather than the watching).
         seen = set()
         while not self.stop.is_set():
-            running = requests.get(self.url + "/jobs?status=running&limit=10", timeout=10).json()["jobs"]
-            fresh = [job for job in running if job["id"] not in seen]
+            listed = requests.get(self.url + "/jobs?limit=5", timeout=10).json()["jobs"]
+            fresh = [job for job in listed if job["id"] not in seen and job["status"] in ("queued", "running")]
+            seen.update(job["id"] for job in listed if job["status"] not in ("queued", "running"))
             if not fresh:
-                time.sleep(0.005)
+                time.sleep(0.05)
                 continue
             seen.add(fresh[0]["id"])
             with requests.get(self.url + "/jobs/%s/events" % fresh[0]["id"], stream=True, timeout=600) as resp:
