@@ -69,7 +69,7 @@ def measure(bench, counts, workdir):
     bench.ensure_set(name, count, layers, kib, shared)
     sockets = subprocess.run(["bash", str(TESTENV), "hosts", bench.env_dir, str(max(counts))], check=True,
                              capture_output=True, text=True).stdout.split()
-    counter = FaultProxy(int(bench.registry.rsplit(":", 1)[1]))
+    counter = FaultProxy(int(bench.registry.rsplit(":", 1)[1]), preserve_headers=True)
     link = SlowLink(counter.port, 0.010, 200.0)
     images = ["%s/%s/img-%02d:latest" % (link.address, name, n) for n in range(1, count + 1)]
     results = []

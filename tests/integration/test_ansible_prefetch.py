@@ -183,7 +183,7 @@ def test_api_mode_wait_timeout_fails_naming_the_job_which_goes_on(fleet, ground,
 
 
 def test_mirrors_on_three_hosts_warm_one_then_fan_out(fleet, ground, tmp_path):
-    origin = FaultProxy(ground.registry_port)
+    origin = FaultProxy(ground.registry_port, preserve_headers=True)
     cache = Registry(tmp_path, remote="http://127.0.0.1:%d" % origin.port)
     try:
         release = [ground.image(n, registry=origin.address) for n in (1, 2, 3, 4)]

@@ -22,7 +22,7 @@ from puller.core._request import parse_pull_request
 
 @pytest.fixture
 def origin(ground):
-    counter = FaultProxy(ground.registry_port)
+    counter = FaultProxy(ground.registry_port, preserve_headers=True)
     yield counter
     counter.close()
 
