@@ -13,7 +13,6 @@ so, and the rest are pulled.
 
 import collections
 import logging
-import queue
 import threading
 import time
 import uuid
@@ -24,6 +23,7 @@ from puller.core._godur import format_duration, rfc3339_now
 from puller.core._request import parse_pull_request
 from puller.core._shared import STATUS_CANCELLED, STATUS_PULLED
 from puller.jobs import model
+from puller.jobs.events import Broker
 from puller.jobs.store import JobStore
 
 log = logging.getLogger("puller.jobs")
@@ -95,7 +95,7 @@ class JobManager:
         self._lock = threading.Lock()
         self._runs = {}  # job id -> _Run, for jobs queued or running
         self._recent = collections.OrderedDict()  # job id -> Job, ended here lately (served from memory)
-        self._subscribers = {}  # job id -> [queue]
+        self.events = Broker()
         self._stopping = False
 
     # -- submitting ---------------------------------------------------------------
@@ -189,11 +189,7 @@ class JobManager:
                  model.CANCELLED if done.status == STATUS_CANCELLED else model.FAILED)
         rows = []
         with job.lock:
-            for entry in job.entries:
-                if entry.ended or job._by_reference.get(event.reference) is None:
-                    continue
-                if entry not in job._by_reference[event.reference]:
-                    continue
+            for entry in job.entries_for(event.reference):
                 row = {"image": entry.image, "tag": entry.tag, "project": entry.project,
                        "cost": format_duration(done.cost), "retried": done.attempts, "errmsg": done.error or "",
                        "digest": done.digest or "", "id": "", "previous_id": "", "status": done.status}
@@ -265,7 +261,7 @@ class JobManager:
                 self._recent[job.id] = job
                 while len(self._recent) > RECENT_IN_MEMORY:  # older ones are read from the store
                     self._recent.popitem(last=False)
-        self._close_subscribers(job.id)
+        self.events.close(job.id)
         run.done.set()
 
     # -- reading ------------------------------------------------------------------
@@ -314,36 +310,16 @@ class JobManager:
         with self._lock:
             run = self._runs.get(job_id)
             if run is not None:
-                q = queue.Queue(maxsize=10000)
-                self._subscribers.setdefault(job_id, []).append(q)
+                q = self.events.subscribe(job_id)
                 with run.job.lock:
                     return run.job.as_dict(), q
         return self.get(job_id), None
 
     def unsubscribe(self, job_id, q):
-        with self._lock:
-            subs = self._subscribers.get(job_id, [])
-            if q in subs:
-                subs.remove(q)
+        self.events.unsubscribe(job_id, q)
 
     def _publish(self, job, event):
-        event.setdefault("job", job.id)
-        with self._lock:
-            subs = list(self._subscribers.get(job.id, ()))
-        for q in subs:
-            try:
-                q.put_nowait(event)
-            except queue.Full:
-                pass  # a subscriber that does not read loses events, never the job
-
-    def _close_subscribers(self, job_id):
-        with self._lock:
-            subs = self._subscribers.pop(job_id, [])
-        for q in subs:
-            try:
-                q.put_nowait(None)
-            except queue.Full:
-                pass
+        self.events.publish(job.id, event)
 
     # -- restarts, retention, shutdown --------------------------------------------
     def resume(self, enabled=True):
@@ -361,27 +337,9 @@ class JobManager:
             self._start(run)
         return resumed
 
-    def _rehydrate(self, job_row, entries):
-        body = job_row["request"]
-        images = body.get("images") or []
-        job_entries = []
-        for index, item in enumerate(images):
-            item = item if isinstance(item, dict) else {"image": item}
-            job_entries.append(model.Entry(index, item.get("image", ""), item.get("tag") or "",
-                                           item.get("project") or ""))
-        job = model.Job(job_row["id"], job_row["kind"], job_entries, body, job_row["created"], job_row["created_ts"])
-        job.status, job.started, job.finished = job_row["status"], job_row["started"], job_row["finished"]
-        job.report, job.error, job.resumed = job_row["report"], job_row["error"], job_row["resumed"]
-        if entries is None:  # a listing: phases counted by the store, not each entry read
-            phases = [p for p, n in (job_row.get("phases") or {}).items() for _i in range(n)]
-            for entry, phase in zip(job.entries, phases):
-                entry.phase = phase
-        for stored in entries or ():
-            entry = job.entries[stored["idx"]]
-            entry.phase, entry.attempts, entry.row = stored["phase"], stored["attempts"], stored["row"]
-            if entry.row:
-                entry.tag = entry.row.get("tag", entry.tag)
-        return job
+    @staticmethod
+    def _rehydrate(job_row, entries):
+        return model.Job.from_store(job_row, entries)
 
     def _resumable(self, job):
         remaining = [e.index for e in job.entries if not e.ended]

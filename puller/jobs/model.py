@@ -109,9 +109,35 @@ class Job:
         for reference, index in pairs:
             self._by_reference.setdefault(reference, []).append(self.entries[index])
 
+    @classmethod
+    def from_store(cls, job_row, entries):
+        """A job as the store holds it; ``entries`` None for a listing (phases counted by the store)."""
+        body = job_row["request"]
+        job_entries = []
+        for index, item in enumerate(body.get("images") or []):
+            item = item if isinstance(item, dict) else {"image": item}
+            job_entries.append(Entry(index, item.get("image", ""), item.get("tag") or "", item.get("project") or ""))
+        job = cls(job_row["id"], job_row["kind"], job_entries, body, job_row["created"], job_row["created_ts"])
+        job.status, job.started, job.finished = job_row["status"], job_row["started"], job_row["finished"]
+        job.report, job.error, job.resumed = job_row["report"], job_row["error"], job_row["resumed"]
+        if entries is None:
+            phases = [p for p, n in (job_row.get("phases") or {}).items() for _i in range(n)]
+            for entry, phase in zip(job.entries, phases):
+                entry.phase = phase
+        for stored in entries or ():
+            entry = job.entries[stored["idx"]]
+            entry.phase, entry.attempts, entry.row = stored["phase"], stored["attempts"], stored["row"]
+            if entry.row:
+                entry.tag = entry.row.get("tag", entry.tag)
+        return job
+
     @property
     def ended(self):
         return self.status in ENDED
+
+    def entries_for(self, reference):
+        """The entries an engine event about ``reference`` speaks of that have not ended yet."""
+        return [e for e in self._by_reference.get(reference, ()) if not e.ended]
 
     def counts(self):
         phases = [e.phase for e in self.entries]
@@ -130,7 +156,7 @@ class Job:
 
     def apply(self, event):
         """Update from an engine ``PullEvent``; returns the event to publish, or None."""
-        entries = [e for e in self._by_reference.get(event.reference, ()) if not e.ended]
+        entries = self.entries_for(event.reference)
         if not entries:
             return None
         kind, detail = event.kind, event.detail
