@@ -54,7 +54,7 @@ class _ConfigMethods:
 
     @property
     def state_path(self) -> str:
-        return self.state_dir or settings.default_state_dir()
+        return self.state_dir or settings.default_state_dir(self.listen)
 
     def public(self) -> dict:
         """What ``/debug/dump`` shows: everything but secrets."""

@@ -76,10 +76,19 @@ def directory(value):
     return os.path.abspath(os.path.expanduser(text(value)))
 
 
-def default_state_dir():
+def state_base_dir():
     """Per user, as the XDG base directories say; the container image sets /var/lib/puller."""
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(base, "puller")
+
+
+def default_state_dir(listen):
+    """One state dir per listen address, so that servers on other ports never
+    share (and lock) one, and a server restarted on its address finds its jobs:
+    ``127.0.0.1:9006`` -> ``~/.local/state/puller/127.0.0.1-9006``."""
+    host, port = parse_listen(listen)
+    name = "%s-%d" % ("[%s]" % host if ":" in host else host, port)
+    return os.path.join(state_base_dir(), name)
 
 
 def mirror_map(value):
@@ -188,8 +197,9 @@ SETTINGS = (
             "an attempt whose daemon stream sends no event at all for this long is aborted and retried "
             "(within the deadline)", show=SHOW_DURATION),
     Setting("state_dir", "PULLER_STATE_DIR", None, directory,
-            "where the job store lives (SQLite); default `$XDG_STATE_HOME/puller` or "
-            "`~/.local/state/puller`, `/var/lib/puller` in the container image", metavar="DIR"),
+            "where the job store lives (SQLite); default one dir per listen address under "
+            "`$XDG_STATE_HOME/puller` or `~/.local/state/puller` (e.g. `~/.local/state/puller/127.0.0.1-9006`), "
+            "`/var/lib/puller` in the container image", metavar="DIR"),
     Setting("max_jobs", "PULLER_MAX_JOBS", 100, positive_int,
             "most jobs queued or running at once; beyond it `POST /jobs` answers 429", metavar="N"),
     Setting("job_retention", "PULLER_JOB_RETENTION", 7 * 24 * 3600.0, positive_duration,

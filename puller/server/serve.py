@@ -7,6 +7,7 @@ client's sockets must be gevent's.
 
 import errno
 import logging
+import os
 import resource
 import signal
 import ssl
@@ -15,11 +16,12 @@ import gevent
 from gevent.event import Event
 from gevent.pool import Pool
 
+from puller import settings
 from puller.core._engine import Engine
 from puller.core._credentials import CredentialChain, FileCredentials, HostCredentials
 from puller.core._errors import InvalidRequest
 from puller.jobs.manager import JobManager
-from puller.jobs.store import JobStore, StateError
+from puller.jobs.store import DB_NAME, JobStore, StateError
 from puller.server.app import Api
 from puller.server.http import Server
 
@@ -154,6 +156,11 @@ def open_jobs(config, engine):
         store = JobStore(config.state_path)
     except StateError as exc:
         raise InvalidRequest(str(exc), "--state-dir")
+    legacy = os.path.join(settings.state_base_dir(), DB_NAME)
+    if not config.state_dir and os.path.exists(legacy):
+        # Before 0.2.0 every server shared one default dir; its jobs stay there.
+        log.warning("jobs of an older puller are in %s; this server keeps its own in %s (start with "
+                    "--state-dir %s to use the old ones)", legacy, config.state_path, os.path.dirname(legacy))
     return JobManager(engine, store, gevent_runner, max_jobs=config.max_jobs, retention=config.job_retention,
                       max_images=config.max_images)
 

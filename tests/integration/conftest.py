@@ -149,8 +149,10 @@ def free_port():
 class ServerProcess:
     """``puller serve`` as a real subprocess, logging to a file we can search."""
 
-    def __init__(self, ground, tmp_path, args=(), env=None, listen_host="127.0.0.1", nofile=None, tls=None):
-        self.port = free_port()
+    def __init__(self, ground, tmp_path, args=(), env=None, listen_host="127.0.0.1", nofile=None, tls=None,
+                 port=None, default_state_dir=False):
+        # default_state_dir: no --state-dir, so the server picks its own (set XDG_STATE_HOME in env)
+        self.port = port or free_port()
         # tls: {"verify": CA file, "cert": (client cert, key) or None} for a server started with --https-*
         self.tls = tls
         self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http", self.port)
@@ -162,7 +164,7 @@ class ServerProcess:
         full_env.update(env or {})
         cmd = [sys.executable, "-m", "puller", "serve", "--listen", "%s:%d" % (listen_host, self.port),
                "--docker-socket", ground.socket, "--backoff-base", "50ms", "--drain-timeout", "30s"]
-        if "--state-dir" not in args:
+        if "--state-dir" not in args and not default_state_dir:
             self.state_dir = tmp_path / ("state-%d" % self.port)
             cmd += ["--state-dir", str(self.state_dir)]
         cmd += list(args)

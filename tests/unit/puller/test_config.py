@@ -87,3 +87,19 @@ def test_every_setting_has_a_flag_or_variable_and_dump_hides_secrets():
 def test_readme_table_is_generated_from_the_settings():
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     assert settings.markdown_table() in readme, "README is out of date: run python -m puller.settings"
+
+
+def test_default_state_dir_is_one_per_listen_address(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    first = from_sources({"listen": "127.0.0.1:9006"}, environ={})
+    second = from_sources({"listen": "127.0.0.1:9007"}, environ={})
+    assert first.state_path == str(tmp_path / "puller" / "127.0.0.1-9006")
+    assert second.state_path != first.state_path
+    assert from_sources({"listen": "127.0.0.1:9006"}, environ={}).state_path == first.state_path
+    assert from_sources({"listen": ":9006"}, environ={}).state_path.endswith("0.0.0.0-9006")
+    assert from_sources({"listen": "[::1]:9006"}, environ={}).state_path.endswith("[::1]-9006")
+
+
+def test_explicit_state_dir_keeps_its_meaning(tmp_path):
+    config = from_sources({"listen": "127.0.0.1:9006", "state_dir": str(tmp_path / "s")}, environ={})
+    assert config.state_path == str(tmp_path / "s")
