@@ -17,7 +17,8 @@ RUN python3 -m venv /tmp/build-venv \
 
 # -- final: python3 and a venv with the wheels; no pip, compilers or caches ---
 FROM ${BASE}
-ARG VERSION=0.1.0
+# The version is puller/__init__.py's; `make image` passes it.
+ARG VERSION
 LABEL org.opencontainers.image.title="puller" \
       org.opencontainers.image.description="Pull many container images onto the host's Docker daemon, with retries" \
       org.opencontainers.image.version="${VERSION}" \

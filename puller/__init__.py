@@ -1,3 +1,3 @@
 """puller: pull many container images onto a Docker host, concurrently, with sane retries."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

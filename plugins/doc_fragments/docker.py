@@ -36,8 +36,10 @@ options:
     description:
       - Seconds to wait for an answer from the daemon's API; a pull's own limit is O(deadline).
       - If not given, the environment variable E(DOCKER_TIMEOUT), else the default.
+      - In 0.1.0 this was the per-image deadline, a duration such as V(10m); that is O(deadline) since 0.2.0.
     type: int
     default: 60
+    version_added: 0.2.0
   ca_path:
     description:
       - The CA certificate the daemon's certificate must be signed by. It wins over E(REQUESTS_CA_BUNDLE) and
@@ -67,8 +69,11 @@ options:
     description:
       - TLS to the daemon, verifying its certificate.
       - If not given, the environment variable E(DOCKER_TLS_VERIFY), else the default.
+      - In 0.1.0 this was the check of the puller server's certificate in API mode (default V(true)); that is
+        O(api_validate_certs) since 0.2.0.
     type: bool
     default: false
+    version_added: 0.2.0
     aliases: [tls_verify]
 notes:
   - The daemon connection takes community.docker's option names, aliases and environment variables

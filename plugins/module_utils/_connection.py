@@ -13,6 +13,8 @@ import os
 from ._daemon import DaemonTLS
 from ._errors import InvalidRequest
 
+DEFAULT_DAEMON_TIMEOUT = 60  # seconds, as community.docker's timeout
+
 
 def connection_argument_spec():
     """community.docker's names, aliases and environment fallbacks (see its ``_docker`` doc fragment)."""
@@ -24,7 +26,7 @@ def connection_argument_spec():
         tls_hostname=dict(type="str", fallback=(env_fallback, ["DOCKER_TLS_HOSTNAME"])),
         api_version=dict(type="str", default="auto", aliases=["docker_api_version"],
                          fallback=(env_fallback, ["DOCKER_API_VERSION"])),
-        timeout=dict(type="int", default=60, fallback=(env_fallback, ["DOCKER_TIMEOUT"])),
+        timeout=dict(type="int", default=DEFAULT_DAEMON_TIMEOUT, fallback=(env_fallback, ["DOCKER_TIMEOUT"])),
         ca_path=dict(type="path", aliases=["ca_cert", "tls_ca_cert", "cacert_path"]),
         client_cert=dict(type="path", aliases=["tls_client_cert", "cert_path"]),
         client_key=dict(type="path", aliases=["tls_client_key", "key_path"], no_log=False),

@@ -84,10 +84,12 @@ options:
     default: 3
   deadline:
     description:
-      - Deadline per image, covering all its attempts, as a Go duration (V(30m), V(90s)) or seconds.
-      - Called C(timeout) before 0.2.0; O(timeout) is now the daemon API's timeout, as in community.docker.
+      - Deadline per image, covering all its attempts, as a Go duration (V(30m), V(90s)) or seconds. Defaults to
+        V(30m).
+      - Called O(timeout) in 0.1.0. Since 0.2.0 O(timeout) is the daemon API's timeout, as in community.docker.
+        A task that sets O(timeout) but not O(deadline) gets a warning saying so; set O(deadline) to silence it.
     type: str
-    default: 30m
+    version_added: 0.2.0
   pull:
     description:
       - V(always) asks the registry for every image, so present images are updated (like C(docker pull)).
@@ -149,10 +151,12 @@ options:
     type: int
   api_validate_certs:
     description:
-      - Verify the puller server's TLS certificate in API mode. (O(validate_certs) is about the Docker daemon,
-        as in community.docker.)
+      - Verify the puller server's TLS certificate in API mode.
+      - Called O(validate_certs) in 0.1.0. Since 0.2.0 O(validate_certs) is TLS to the Docker daemon, as in
+        community.docker.
     type: bool
     default: true
+    version_added: 0.2.0
 notes:
   - Put shared options (O(api_url), O(api_token), O(auth_config)) in C(module_defaults) with the
     C(group/bbklab.puller.puller) action group.
@@ -291,7 +295,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.bbklab.puller.plugins.module_utils._clients import ApiClient, EngineClient
 from ansible_collections.bbklab.puller.plugins.module_utils._daemon import DOCKER_IMPORT_ERROR, HAS_DOCKER
 from ansible_collections.bbklab.puller.plugins.module_utils._engine import row_reference
-from ansible_collections.bbklab.puller.plugins.module_utils._connection import connection_argument_spec, daemon_tls
+from ansible_collections.bbklab.puller.plugins.module_utils._connection import (
+    DEFAULT_DAEMON_TIMEOUT, connection_argument_spec, daemon_tls)
 from ansible_collections.bbklab.puller.plugins.module_utils._credentials import HostCredentials
 from ansible_collections.bbklab.puller.plugins.module_utils._errors import InvalidRequest, PullerError
 from ansible_collections.bbklab.puller.plugins.module_utils._godur import parse_duration
@@ -300,6 +305,7 @@ from ansible_collections.bbklab.puller.plugins.module_utils._redact import secre
 from ansible_collections.bbklab.puller.plugins.module_utils._request import parse_pull_request
 
 CHANGED = ("pulled", "would_pull")
+DEFAULT_DEADLINE = "30m"
 
 
 class ImagePrefetcher:
@@ -383,7 +389,7 @@ def main():
         auth_config=dict(type="dict", options=auth_spec),
         concurrency=dict(type="int", default=10),
         retry=dict(type="int", default=3),
-        deadline=dict(type="str", default="30m"),
+        deadline=dict(type="str"),
         pull=dict(type="str", choices=["always", "missing"], default="always"),
         mirrors=dict(type="dict"),
         allow_registries=dict(type="list", elements="str", default=[]),
@@ -401,6 +407,14 @@ def main():
     )
     _hide_item_credentials(module)
     params = module.params
+    if params["deadline"] is None:
+        if params["timeout"] != DEFAULT_DAEMON_TIMEOUT:
+            # A 0.1.0 playbook's timeout was the per-image deadline; today it is
+            # the daemon API's, so such a task would silently change meaning.
+            module.warn("timeout is the Docker daemon API's timeout since 0.2.0 (%ss here); the per-image "
+                        "deadline is the option deadline (default %s), called timeout in 0.1.0. Set deadline "
+                        "to silence this." % (params["timeout"], DEFAULT_DEADLINE))
+        params["deadline"] = DEFAULT_DEADLINE
     try:
         deadline = parse_duration(params["deadline"])
     except ValueError as exc:

@@ -206,3 +206,17 @@ def test_mirrors_on_three_hosts_warm_one_then_fan_out(fleet, ground, tmp_path):
     finally:
         cache.stop()
         origin.close()
+
+
+def test_a_task_written_for_0_1_with_timeout_is_warned_of_the_new_meaning(fleet, ground):
+    fleet.clean()
+    proc = fleet.play({"images": [ground.image(5)]}, "--limit", "host1", playbook=HERE / "ansible" / "upgrade_0_1.yml")
+    result = fleet.results(proc)["host1"]
+    assert [row["status"] for row in result["success"]] == ["pulled"]
+    warning = " ".join(result.get("warnings") or [])
+    assert "timeout is the Docker daemon API's timeout since 0.2.0 (600s here)" in warning, result
+    assert "deadline" in warning and "[WARNING]" in proc.stdout + proc.stderr
+
+    # Setting deadline, as the upgrade note says, keeps the old meaning without a word.
+    quiet = fleet.play({"images": [ground.image(5)], "pull": "missing"}, "--limit", "host1")
+    assert not fleet.results(quiet)["host1"].get("warnings")

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
+import puller
+
 from conftest import LEAKS, free_port, report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,9 +33,13 @@ def docker(ground, *args, check=True, **kwargs):
 def image(ground):
     subprocess.run(["bash", str(ROOT / "scripts" / "base-image.sh"), "unix://" + ground.socket], check=True)
     t0 = time.monotonic()
-    subprocess.run(["docker", "-H", "unix://" + ground.socket, "build", "--network", "host", "-q", "-t", TAG, str(ROOT)],
+    subprocess.run(["docker", "-H", "unix://" + ground.socket, "build", "--network", "host", "-q",
+                    "--build-arg", "VERSION=" + puller.__version__, "-t", TAG, str(ROOT)],
                    check=True, env=dict(os.environ, DOCKER_BUILDKIT="0"), stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
+    label = docker(ground, "image", "inspect", "--format", '{{index .Config.Labels "org.opencontainers.image.version"}}',
+                   TAG).stdout.strip()
+    assert label == puller.__version__
     size = docker(ground, "image", "inspect", "--format", "{{.Size}}", TAG).stdout.strip()
     report(ground, "image %s built in %.1fs, %.1f MB" % (TAG, time.monotonic() - t0, int(size) / 1e6))
     return TAG
