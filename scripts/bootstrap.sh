@@ -19,6 +19,10 @@ command -v chromium >/dev/null || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 # Podman's Docker-compatible API, the hosts tests' second kind of daemon.
 command -v podman >/dev/null || need+=(podman)
+# The differential test of image references: Go, and Docker's own reference
+# package (distribution 2.8, with go-digest) that tests/refdiff is built against.
+command -v go >/dev/null || need+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/docker/distribution/reference ] || need+=(golang-github-docker-distribution-dev)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: apt-get install ${need[*]}" >&2
