@@ -127,12 +127,14 @@ def from_sources(flags: dict, environ=None, names=None) -> "ServerConfig":
 
 def read_mirror_auth(path):
     """The ``--mirror-auth-file``: ``{"mirror-host": {auth_config}}``; ``{}`` without a file."""
+    from puller.core._credentials import require_owner_only
     from puller.core._mirrors import normalize_host
     from puller.core._request import AUTH_CONFIG_KEYS
 
     if not path:
         return {}
     try:
+        require_owner_only(path, "--mirror-auth-file")
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except (OSError, ValueError) as exc:

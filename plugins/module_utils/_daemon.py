@@ -94,6 +94,24 @@ class TrackingClient(APIClient):
                 if hasattr(adapter, name):
                     setattr(adapter, name, self._tracking(getattr(adapter, name)))
 
+    # The engine hands every pull its credentials itself (``_credentials``).
+    # docker-py parses config.json's credential sections when the client is
+    # made, so a malformed file (a list, an ``auth`` that is not base64) would
+    # keep the engine from the daemon altogether: the client gets the file
+    # without them. The empty ``auths`` keeps the dict non-empty, which stops
+    # docker-py from reading the file again.
+    @property
+    def _general_configs(self):
+        return self._puller_general_configs
+
+    @_general_configs.setter
+    def _general_configs(self, value):
+        value = dict(value) if isinstance(value, dict) else {}
+        for key in ("credsStore", "credHelpers"):
+            value.pop(key, None)
+        value["auths"] = {}
+        self._puller_general_configs = value
+
     def _retrieve_server_version(self):
         self.trust_env = self._trust_env
         return super(TrackingClient, self)._retrieve_server_version()

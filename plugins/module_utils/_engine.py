@@ -21,6 +21,7 @@ from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 
 from ._attempt import DaemonAttempt
+from ._credentials import RegistryLookups
 from ._daemon import DockerException, TrackingClient, docker_base_url, tls_config
 from ._errors import DaemonUnavailable, PullFailed
 from ._godur import format_duration, rfc3339_now
@@ -251,8 +252,10 @@ class Engine:
         quick = min(self.config.daemon_timeout, max(deadline, LISTING_GRACE))
         self.check_daemon(timeout=quick)
         before = self.local_images(timeout=quick)
-        specs, refused = self._with_credentials(request.specs)
-        keys = [("credentials", s.index) if s.index in refused else _flight_key(s) for s in specs]
+        specs = request.specs
+        # Credentials are looked up inside each image's work, under its deadline (see _with_credentials).
+        lookups = RegistryLookups(self.credentials, cancel) if self.credentials is not None else None
+        keys = [_flight_key(s) for s in specs]
         unique = {}
         for key, spec in zip(keys, specs):
             unique.setdefault(key, spec)
@@ -262,12 +265,13 @@ class Engine:
             t0 = self._clock()
             outcome = self._without_pull(spec, request, before) \
                 if request.dry_run or request.policy == POLICY_MISSING else None
-            if outcome is None and spec.index in refused:
-                outcome = Outcome(STATUS_FAILED, 1, refused[spec.index], None)
             if outcome is None and cancel is not None and cancel.is_set():
                 outcome = Outcome(STATUS_CANCELLED, 0, "cancelled", None)
             if outcome is None:
-                outcome = self._pull_shared(key, spec, request.attempts, deadline, on_event, cancel)
+                spec, outcome = self._with_credentials(spec, lookups, deadline, cancel)
+            if outcome is None:  # the lookup's time counts against the image's deadline
+                outcome = self._pull_shared(_flight_key(spec), spec, request.attempts, deadline, on_event, cancel,
+                                            budget=deadline - (self._clock() - t0))
             cost = self._clock() - t0
             self._emit(on_event, "done", spec.ref, outcome.attempts, Done(*(tuple(outcome) + (cost,))))
             return key, outcome, cost
@@ -285,37 +289,33 @@ class Engine:
             (failure if outcome.status in (STATUS_FAILED, STATUS_CANCELLED) else success).append(row)
         return PullReport(success, failure, start_at, self._clock() - started)
 
-    def _with_credentials(self, specs):
-        """Specs without an ``auth_config`` get the configured credentials for
-        their registry (asked once per registry); ``(specs, {index: error})``."""
-        if self.credentials is None:
-            return list(specs), {}
-        found, refused, out = {}, {}, []
-        for spec in specs:
-            if spec.auth_config:
-                out.append(spec)
-                continue
-            registry = spec.ref.domain
-            if registry not in found:
-                try:
-                    found[registry] = self.credentials.lookup(registry)
-                except PullFailed as exc:
-                    found[registry] = exc
-            if isinstance(found[registry], PullFailed):
-                refused[spec.index] = found[registry].message
-                out.append(spec)
-            else:
-                out.append(spec._replace(auth_config=dict(found[registry])))
-        return out, refused
+    @staticmethod
+    def _with_credentials(spec, lookups, deadline, cancel):
+        """``(spec, outcome)``: a spec without an ``auth_config`` gets the
+        configured credentials for its registry, asked once per request and
+        within this image's ``deadline`` (a credential helper that hangs is
+        killed with it, or on ``cancel``); ``outcome`` is not None when the
+        lookup ends the image."""
+        if lookups is None or spec.auth_config:
+            return spec, None
+        try:
+            found = lookups.lookup(spec.ref.domain, deadline)
+        except PullFailed as exc:
+            if cancel is not None and cancel.is_set():
+                return spec, Outcome(STATUS_CANCELLED, 0, "cancelled", None)
+            return spec, Outcome(STATUS_FAILED, 1, exc.message, None)
+        return spec._replace(auth_config=found), None
 
-    def _pull_shared(self, key, spec, attempts, deadline, on_event, cancel):
+    def _pull_shared(self, key, spec, attempts, deadline, on_event, cancel, budget=None):
         ref = spec.ref
 
         def emit(kind, attempt, detail):
             self._emit(on_event, kind, ref, attempt, detail)
 
+        # budget: what is left of the deadline once the credentials were looked up
         participant = Participant(
-            deadline, attempts, "timeout: pull of %s exceeded the deadline of %s" % (ref, format_duration(deadline)),
+            deadline if budget is None else budget, attempts,
+            "timeout: pull of %s exceeded the deadline of %s" % (ref, format_duration(deadline)),
             clock=self._clock, emit=emit, cancel=cancel)
         outcome = self._shared.pull(key, participant, spec)
         log.info("pull %s: %s after %d attempt(s)%s", ref, outcome.status, outcome.attempts,

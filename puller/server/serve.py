@@ -184,6 +184,10 @@ def credentials_of(config):
 
 
 def _reload(source):
+    # SIGHUP is always handled: its default action would kill the server without a drain.
+    if source is None:
+        log.info("SIGHUP: nothing to reload (no --credentials-file)")
+        return
     try:
         log.info("SIGHUP: credentials for %d registries reloaded from %s", source.reload(), source.path)
     except InvalidRequest as exc:
@@ -218,8 +222,7 @@ def serve(config):
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, on_signal, signum)
-    if credentials_file is not None:
-        gevent.signal_handler(signal.SIGHUP, _reload, credentials_file)
+    gevent.signal_handler(signal.SIGHUP, _reload, credentials_file)
     try:
         server.start()
     except OSError as exc:

@@ -10,8 +10,9 @@ import sys
 import time
 
 import pytest
+import requests
 
-from conftest import LEAKS
+from conftest import LEAKS, free_port
 
 HELPER = """#!/bin/sh
 # docker-credential-{name}: a credential helper as docker pull runs it.
@@ -120,3 +121,28 @@ def test_server_credentials_file_reloads_on_sighup(clean, tmp_path, start_server
     own = server.pull({"images": [{"image": clean.private_image(2), "auth_config": {
         "username": clean.user, "password": clean.password}}]})
     assert own.status_code == 200
+
+
+def test_sighup_without_a_credentials_file_reloads_nothing_and_kills_nothing(clean, tmp_path, start_server):
+    server = start_server()
+    job = requests.post(server.url + "/jobs", json={"images": [clean.image(3)]}, timeout=30).json()
+    server.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert server.proc.poll() is None, server.log()
+    assert "SIGHUP: nothing to reload (no --credentials-file)" in server.log()
+    assert server.pull({"images": [clean.image(4)]}).status_code == 200
+    assert requests.get(server.url + "/jobs/" + job["id"], timeout=30).json()["status"] == "succeeded"
+    assert server.stop() == 0 and "stopped" in server.log()  # drained, as after SIGTERM
+
+
+def test_a_mirror_auth_file_others_can_read_is_refused(tmp_path):
+    LEAKS.secrets.add("Loose-Mirror-Pw-8")
+    path = tmp_path / "mirror-auth.json"
+    path.write_text(json.dumps({"mirror.example:5000": {"username": "u", "password": "Loose-Mirror-Pw-8"}}))
+    path.chmod(0o644)
+    started = subprocess.run([sys.executable, "-m", "puller", "serve", "--listen", "127.0.0.1:%d" % free_port(),
+                              "--state-dir", str(tmp_path / "state"), "--mirror-auth-file", str(path)],
+                             capture_output=True, text=True, timeout=30, check=False)
+    assert started.returncode == 2, started.stderr
+    assert "--mirror-auth-file" in started.stderr and "chmod 600" in started.stderr
+    assert "Loose-Mirror-Pw-8" not in started.stdout + started.stderr
