@@ -9,6 +9,9 @@
 #   scripts/testenv.sh isolated DIR  a daemon whose registry traffic goes nowhere; prints socket
 #   scripts/testenv.sh tls DIR       a daemon on loopback TCP with --tlsverify; prints PORT CERTDIR
 #   scripts/testenv.sh podman DIR    Podman's Docker-compatible API service; prints its socket
+#   scripts/testenv.sh containerd DIR   a private containerd with its CRI plugin (as on a
+#                                    Kubernetes node); prints its socket (up starts it too)
+#   scripts/testenv.sh containerd-stop|containerd-start [DIR]   take it away, bring it back
 #   scripts/testenv.sh fixtures DIR NAME COUNT LAYERS KIB [SHARED_KIB]   build another image set
 #
 # DIR defaults to $PULLER_TESTENV or /tmp/puller-testenv. Nothing here touches
@@ -132,6 +135,79 @@ start_podman() {
   echo "$d/podman.sock"
 }
 
+cri_env() { # the env.sh lines of the private containerd
+  local d=$dir/containerd
+  cat <<EOF
+export PULLER_TEST_CRI_SOCKET=$d/containerd.sock
+export PULLER_TEST_CRI_ENDPOINT=unix://$d/containerd.sock
+export PULLER_TEST_CRI_NAMESPACE=k8s.io
+export PULLER_TEST_CRI_CERTS_D=$d/certs.d
+export PULLER_TEST_CONTAINERD_LOG=$d/log
+export PULLER_TEST_CTR=$(command -v ctr)
+EOF
+}
+
+start_containerd() {
+  # A second, private containerd with its CRI plugin on, the image service a
+  # kubelet drives: Debian's own config turns the CRI plugin off, so this one
+  # gets a config of its own with every path, socket and port under DIR (none
+  # collides with the host's containerd or the test dockerd's). Registries
+  # are resolved through the hosts.toml files under certs.d (one directory per
+  # registry host); loopback registries are plain HTTP to containerd without
+  # one. With no CNI config the CRI plugin logs one error at start, and its
+  # image service works. Prints the socket path.
+  local d=$dir/containerd port
+  command -v containerd >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd >/dev/null; }
+  mkdir -p "$d/certs.d" "$d/cni" "$d/opt"
+  if [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; then
+    wait_for 30 "containerd in $d" ctr --address "$d/containerd.sock" version
+    echo "$d/containerd.sock"; return
+  fi
+  if [ -f "$d/port" ]; then port=$(cat "$d/port"); else port=$(free_port); echo "$port" >"$d/port"; fi
+  cat >"$d/config.toml" <<EOF
+version = 2
+root = "$d/root"
+state = "$d/state"
+[grpc]
+  address = "$d/containerd.sock"
+[ttrpc]
+  address = "$d/containerd.sock.ttrpc"
+[debug]
+  address = "$d/debug.sock"
+  level = "info"
+[metrics]
+  address = ""
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    stream_server_address = "127.0.0.1"
+    stream_server_port = "$port"
+    [plugins."io.containerd.grpc.v1.cri".containerd]
+      snapshotter = "overlayfs"
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "$d/cni"
+    [plugins."io.containerd.grpc.v1.cri".registry]
+      config_path = "$d/certs.d"
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "$d/opt"
+EOF
+  # A socket left by a daemon killed hard would make the wait below succeed
+  # too early, or the new daemon fail to listen.
+  rm -f "$d/containerd.sock" "$d/containerd.sock.ttrpc" "$d/debug.sock"
+  setsid containerd --config "$d/config.toml" >>"$d/log" 2>&1 &
+  echo $! >"$d/pid"
+  wait_for 60 "containerd in $d" ctr --address "$d/containerd.sock" version
+  # containerd serves only once every plugin is loaded: the CRI plugin's
+  # status is final by now, and must be "ok".
+  if ! ctr --address "$d/containerd.sock" plugins ls id==cri | grep -q ' ok *$'; then
+    log "the CRI plugin of containerd in $d did not start (see $d/log)"; return 1
+  fi
+  if [ -f "$dir/env.sh" ] && ! grep -q PULLER_TEST_CRI_SOCKET "$dir/env.sh"; then
+    cri_env >>"$dir/env.sh" # a test ground started before this daemon existed
+  fi
+  echo "$d/containerd.sock"
+}
+
 start_hosts() { # start_hosts N: N more daemons, one per simulated managed host
   local k
   for k in $(seq 1 "$1"); do
@@ -194,8 +270,10 @@ up() {
   start_dockerd
   start_registry registry-open "$OPEN_PORT"
   start_registry registry-auth "$AUTH_PORT" "$dir/htpasswd"
-  local t0=$SECONDS
+  start_containerd >/dev/null &
+  local t0=$SECONDS cri_pid=$!
   build_fixtures
+  wait "$cri_pid"
   log "built and pushed $FIXTURE_COUNT fixture images in $((SECONDS - t0))s"
   cat >"$dir/env.sh.tmp" <<EOF
 export PULLER_TESTENV=$dir
@@ -209,6 +287,7 @@ export PULLER_TEST_REGISTRY_USER=$REGISTRY_USER
 export PULLER_TEST_REGISTRY_PASSWORD=$REGISTRY_PASSWORD
 export PULLER_TEST_FIXTURE_COUNT=$FIXTURE_COUNT
 EOF
+  cri_env >>"$dir/env.sh.tmp"
   mv "$dir/env.sh.tmp" "$dir/env.sh"
   cat "$dir/env.sh"
 }
@@ -227,6 +306,7 @@ down() {
   kill_pidfile "$dir/registry-open/pid"
   kill_pidfile "$dir/registry-auth/pid"
   kill_pidfile "$dir/podman/pid"
+  kill_pidfile "$dir/containerd/pid"
   local pidfile
   for pidfile in "$dir"/*/docker.pid; do kill_pidfile "$pidfile"; done
   # dockerd leaves its own containerd behind when it is killed hard.
@@ -249,10 +329,15 @@ case "$cmd" in
   tls) start_tls ;;
   # Hosts tests: Podman's Docker-compatible API; prints the socket.
   podman) start_podman ;;
+  # CRI tests: the private containerd (up starts it; this starts it in a test
+  # ground made before it existed, and adds its lines to env.sh).
+  containerd) start_containerd ;;
+  containerd-stop) kill_pidfile "$dir/containerd/pid" ;;
+  containerd-start) start_containerd ;;
   # Benchmarks: another set of images, e.g. `fixtures DIR many-small 60 2 256`.
   fixtures)
     # shellcheck disable=SC1091
     source "$dir/env.sh"; OPEN_PORT=$PULLER_TEST_REGISTRY_PORT
     build_set "$3" "$4" "$5" "$6" "${7:-0}" ;;
-  *) echo "usage: $0 up|down|dockerd-stop|dockerd-start|fixtures [DIR ...]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|dockerd-stop|dockerd-start|containerd|containerd-stop|containerd-start|fixtures [DIR ...]" >&2; exit 2 ;;
 esac
