@@ -29,6 +29,11 @@ log = logging.getLogger("puller.engine")
 # The origin's answer about a tag's digest is one manifest request: it gets at
 # most this long before the mirrors are used without it.
 ORIGIN_CHECK_TIMEOUT = 15.0
+# A mirror's pull gets at most this share of the time left to the deadline
+# when it starts (each mirror in turn: 1/2, then 1/4, ...), so that a mirror
+# that hangs mid-blob leaves the next mirror or the origin the rest instead of
+# using it all up under the stall timeout.
+MIRROR_SHARE = 0.5
 
 
 class DaemonAttempt:
@@ -83,9 +88,10 @@ class DaemonAttempt:
         finally:
             self._slots.release()
 
-    def _one_pull(self, client, flight, name, tag, auth_config, platform=None):
-        """One daemon pull stream, under a watchdog of its own."""
-        watchdog = _Watchdog(flight, self._clock, self._stall_timeout)
+    def _one_pull(self, client, flight, name, tag, auth_config, platform=None, limit=None):
+        """One daemon pull stream, under a watchdog of its own (and at most
+        ``limit`` seconds long, when given)."""
+        watchdog = _Watchdog(flight, self._clock, self._stall_timeout, limit)
         # The watchdog bounds the pull; the read timeout is a backstop only.
         client.begin_pull(self._backstop, watchdog.arm_connection)
         try:
@@ -115,12 +121,14 @@ class DaemonAttempt:
                                 "digest, and this mirror was named in the request, not by the operator"})
                 continue
             name = mirror_name(ref, mirror.host)
+            share = max(0.0, flight.deadline_at() - self._clock()) * MIRROR_SHARE
             try:
-                pulled = self._one_pull(client, flight, name, digest or ref.tag, mirror.auth_config, spec.platform)
+                pulled = self._one_pull(client, flight, name, digest or ref.tag, mirror.auth_config, spec.platform,
+                                        limit=share)
             except PullFailed as exc:
+                skipped.append({"mirror": mirror.host, "error": exc.message})  # the row names it, whatever follows
                 if not flight.active() or flight.deadline_at() <= self._clock():
                     raise
-                skipped.append({"mirror": mirror.host, "error": exc.message})
                 log.info("pull %s: mirror %s skipped: %s", ref, mirror.host, exc.message)
                 continue
             self._adopt(client, ref, name, digest)
@@ -210,13 +218,15 @@ class _Watchdog:
     sent no event at all for the stall timeout (any event counts: extraction
     and the containerd image store report little or no byte progress)."""
 
-    def __init__(self, flight, clock, stall_timeout=None):
+    def __init__(self, flight, clock, stall_timeout=None, limit=None):
         self.fired = False
         self.reason = None
         self._flight = flight
         self._clock = clock
         self._stall_timeout = stall_timeout
         self._last_event = clock()
+        self._limit = limit
+        self._end = self._last_event + limit if limit is not None else None
         self._response = None
         self._connection = None
         self._stopped = False
@@ -240,10 +250,14 @@ class _Watchdog:
                     self.reason = "deadline"
                 elif self._stall_timeout and now - self._last_event >= self._stall_timeout:
                     self.reason = "stalled"
+                elif self._end is not None and now >= self._end:
+                    self.reason = "limit"
                 if self.reason:
                     break
                 if self._stall_timeout:
                     left = min(left, self._last_event + self._stall_timeout - now)
+                if self._end is not None:
+                    left = min(left, self._end - now)
                 flight.cond.wait(max(0.01, left))
             if self._stopped:
                 return
@@ -259,6 +273,9 @@ class _Watchdog:
         if self.reason == "stalled":
             return TransientPullError("stalled: the Docker daemon sent nothing for %s"
                                       % format_duration(self._stall_timeout))
+        if self.reason == "limit":
+            return TransientPullError("timed out after %s (a mirror gets at most half of the time left to the "
+                                      "deadline)" % format_duration(round(self._limit, 1)))
         return DeadlineExceeded(timeout_message)
 
     def arm_connection(self, conn):

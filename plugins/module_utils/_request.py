@@ -126,6 +126,9 @@ def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None, m
     ``mirrors``/``mirror_auth`` are the operator's (trusted) mirror map and
     mirror credentials; the body's ``mirrors`` overrides the map per registry
     and its ``mirror_auth`` adds credentials per mirror host.
+    ``allowed_registries`` bounds the images' registries and the mirrors the
+    body names (the operator's own map is checked once, where it is set:
+    ``check_mirrors_allowed``).
     """
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object", "body")
@@ -146,7 +149,7 @@ def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None, m
     if allowed_registries:
         for spec in specs:
             check_registry_allowed(spec.ref.domain, allowed_registries, "images[%d].image" % spec.index)
-    specs = _with_mirrors(specs, body, mirrors or {}, mirror_auth or {}, allow_request_mirrors)
+    specs = _with_mirrors(specs, body, mirrors or {}, mirror_auth or {}, allow_request_mirrors, allowed_registries)
     concurrency = _parse_count(body, "concurrency", DEFAULT_CONCURRENCY)
     attempts = min(_parse_count(body, "retry", DEFAULT_RETRY), MAX_ATTEMPTS)
     policy = body.get("pull", POLICY_ALWAYS)
@@ -170,16 +173,28 @@ def parse_platform(value, field):
     return value.strip().lower()
 
 
-def check_registry_allowed(registry, patterns, field):
+def check_registry_allowed(registry, patterns, field, what=None):
     """Raise ``RequestForbidden`` unless ``registry`` matches one of ``patterns``
     (``reg.example.com``, ``*.corp.example``, ``docker.io``; shell-style globs)."""
     if not any(fnmatch.fnmatchcase(registry, pattern) for pattern in patterns):
-        raise RequestForbidden("registry %s is not allowed here; allowed: %s" % (registry, ", ".join(patterns)),
-                               field)
+        shown = what or "registry " + registry
+        raise RequestForbidden("%s is not allowed here; allowed: %s" % (shown, ", ".join(patterns)), field)
 
 
-def _with_mirrors(specs, body, configured, configured_auth, allow_requested):
+def check_mirrors_allowed(mirror_map, patterns, field):
+    """Every host of a mirror map must be admitted by the allow-list as well:
+    it bounds every host the daemon is sent to, and a mirror is one."""
+    if not patterns:
+        return
+    for registry, hosts in mirror_map.items():
+        for i, host in enumerate(hosts):
+            check_registry_allowed(host, patterns, "%s.%s[%d]" % (field, registry, i),
+                                   "mirror %s (for %s)" % (host, registry))
+
+
+def _with_mirrors(specs, body, configured, configured_auth, allow_requested, allowed_registries):
     requested = parse_mirror_map(body.get("mirrors"), "mirrors")
+    check_mirrors_allowed(requested, allowed_registries, "mirrors")  # before anything is asked of them
     auth = dict(configured_auth)
     given = body.get("mirror_auth")
     if given is not None:

@@ -17,7 +17,7 @@ from puller.core._engine import run_in_threads
 from puller.config import read_mirror_auth
 from puller.core._errors import InvalidRequest, RequestForbidden
 from puller.core._godur import rfc3339_now
-from puller.core._request import parse_pull_request
+from puller.core._request import check_mirrors_allowed, parse_pull_request
 from puller.jobs.model import SUCCEEDED
 from puller.server.answers import error_answer, json_answer
 from puller.server.jobs_api import NDJSON, JobRoutes, wants
@@ -71,9 +71,15 @@ class Api:
         self.runner = runner
         self.jobs = jobs
         self.mirror_auth = read_mirror_auth(config.mirror_auth_file)
+        # The allow-list bounds the operator's mirrors too: one outside it
+        # stops the start (exit 2) rather than being contacted unchecked.
+        try:
+            check_mirrors_allowed(config.mirrors, config.allow_registry, "--mirror")
+        except RequestForbidden as exc:
+            raise InvalidRequest("%s; admit it with --allow-registry too, or drop it" % exc.message, "--mirror")
         jobs.parse = self.parse
         self.draining = False
-        self.metrics = Metrics(engine.in_flight, jobs.store.counts_by_status)
+        self.metrics = Metrics(engine.in_flight, jobs.store.counts_by_status, mirrors=config.mirrors)
         jobs.metrics = self.metrics
         engine.observer = self.metrics.on_event  # each daemon attempt once, however many requests share it
         self.start_at = rfc3339_now()

@@ -1,9 +1,15 @@
-"""Prometheus metrics for ``/metrics``, fed by the engine's events."""
+"""Prometheus metrics for ``/metrics``, fed by the engine's events.
+
+Label values are bounded by what the operator configured, never by what
+callers send: a mirror or registry a request named would otherwise add a
+series per host, without end.
+"""
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from puller.core._godur import parse_duration
+from puller.core._reference import InvalidReference, parse_reference
 
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
@@ -13,8 +19,9 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, in_flight, job_counts=None):
+    def __init__(self, in_flight, job_counts=None, mirrors=None):
         self.registry = CollectorRegistry()
+        self._labels = EndpointLabels(mirrors or {})
         self.requests = Counter("puller_pull_requests", "POST /pull requests by HTTP status.", ["code"],
                                 registry=self.registry)
         self.attempts = Counter("puller_pull_attempts", "Pull attempts sent to the Docker daemon.",
@@ -27,10 +34,12 @@ class Metrics:
                                   buckets=DURATION_BUCKETS, registry=self.registry)
         Gauge("puller_pulls_in_flight", "Daemon pulls running now.", registry=self.registry).set_function(
             lambda: len(in_flight()))
-        self.sources = Counter("puller_pulls_by_source", "Images pulled, by the endpoint that served them "
-                               "(a mirror or the origin).", ["source"], registry=self.registry)
+        self.sources = Counter("puller_pulls_by_source", "Images pulled, by the endpoint that served them: a "
+                               "configured mirror or registry by host, else \"request\" (a mirror the request "
+                               "named) or \"origin\" (another registry).", ["source"], registry=self.registry)
         self.fallbacks = Counter("puller_mirror_fallbacks", "Mirrors skipped for an image (they failed or could not "
-                                 "be trusted), by mirror.", ["mirror"], registry=self.registry)
+                                 "be trusted): a configured mirror by host, else \"request\".", ["mirror"],
+                                 registry=self.registry)
         self.job_seconds = Histogram("puller_job_seconds", "Time from a job's creation to its end.",
                                      buckets=DURATION_BUCKETS + (3600, 7200), registry=self.registry)
         self._job_counts = job_counts
@@ -54,9 +63,9 @@ class Metrics:
         """Where each image came from, and which mirrors were passed over."""
         for row in (report["success"] + report["failure"]) if report is not None else ():
             if row.get("source"):
-                self.sources.labels(source=row["source"]).inc()
+                self.sources.labels(source=self._labels.source(row)).inc()
             for skipped in row.get("mirrors") or ():
-                self.fallbacks.labels(mirror=skipped["mirror"]).inc()
+                self.fallbacks.labels(mirror=self._labels.mirror(skipped["mirror"])).inc()
 
     def job_ended(self, status, seconds, report=None):
         self.job_seconds.observe(seconds)
@@ -64,6 +73,30 @@ class Metrics:
 
     def render(self):
         return generate_latest(self.registry)
+
+
+class EndpointLabels:
+    """Hosts as label values: those of the operator's mirror map (its mirrors
+    and the registries they front) by name, any other as its kind."""
+
+    REQUEST, ORIGIN = "request", "origin"
+
+    def __init__(self, mirrors):
+        self._mirrors = set(host for hosts in mirrors.values() for host in hosts)
+        self._known = self._mirrors | set(mirrors)
+
+    def mirror(self, host):
+        return host if host in self._mirrors else self.REQUEST
+
+    def source(self, row):
+        host = row["source"]
+        if host in self._known:
+            return host
+        try:
+            origin = parse_reference(row["image"]).domain
+        except InvalidReference:
+            origin = None
+        return self.ORIGIN if host == origin else self.REQUEST
 
 
 class _JobCounts:

@@ -74,3 +74,11 @@ def push(ground, source, target):
         assert "error" not in line, line
     client.remove_image(target)
     return client.inspect_distribution(target)["Descriptor"]["digest"]
+
+
+def layer_digests(registry, repository, tag="latest"):
+    """The layer digests of ``repository:tag`` in the registry at ``registry`` (host:port)."""
+    manifest = requests.get("http://%s/v2/%s/manifests/%s" % (registry, repository, tag), timeout=10, headers={
+        "Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"})
+    manifest.raise_for_status()
+    return [layer["digest"] for layer in manifest.json()["layers"]]

@@ -6,7 +6,9 @@ proxy mode in front of it; a rogue registry plays a mirror with other content.
 """
 
 import json
+import re
 import subprocess
+import sys
 import time
 
 import docker
@@ -15,7 +17,7 @@ import requests
 
 from conftest import LEAKS, TESTENV, report
 from faultproxy import FaultProxy, Rules
-from mirrors import Registry, htpasswd_file, push
+from mirrors import Registry, free_port, htpasswd_file, layer_digests, push
 from puller.core._engine import Engine, EngineConfig
 from puller.core._request import parse_pull_request
 
@@ -193,6 +195,63 @@ def test_request_mirrors_need_permission_and_cannot_plant_content(clean, origin,
         assert not clean.client().images(name=canonical.rsplit(":", 1)[0])
     finally:
         rogue.stop()
+
+
+def test_the_allow_list_bounds_mirrors_too(clean, tmp_path, start_server):
+    outside = FaultProxy(clean.registry_port, preserve_headers=True)  # a real registry, counting what it is asked
+    outside.reset_stats(Rules(pattern=re.compile(".*")))
+    try:
+        server = start_server("--allow-registry", clean.registry, "--allow-request-mirrors")
+        body = {"images": [clean.image(1)], "mirrors": {clean.registry: [outside.address]}}
+        for path in ("/pull", "/jobs"):
+            resp = requests.post(server.url + path, json=body, timeout=60)
+            assert resp.status_code == 403, resp.text
+            assert resp.json()["field"] == "mirrors.%s[0]" % clean.registry
+            assert outside.address in resp.json()["error"] and "not allowed" in resp.json()["error"]
+        assert outside.matched == 0, outside.manifest_requests
+        assert not clean.client().images(name=clean.image(1))
+        # Admitted by the allow-list, the same mirror is used, and counted in
+        # /metrics as a request's mirror, not as one more series by host.
+        admitted = start_server("--allow-registry", clean.registry, "--allow-registry", outside.address,
+                                "--allow-request-mirrors")
+        (row,) = admitted.pull(body).json()["success"]
+        assert row["source"] == outside.address and outside.matched > 0, row
+        metrics = requests.get(admitted.url + "/metrics").text
+        assert 'puller_pulls_by_source_total{source="request"} 1.0' in metrics
+        assert outside.address not in metrics
+    finally:
+        outside.close()
+    # An operator's mirror outside the allow-list stops the start.
+    proc = subprocess.run([sys.executable, "-m", "puller", "serve", "--listen", "127.0.0.1:%d" % free_port(),
+                           "--docker-socket", clean.socket, "--state-dir", str(tmp_path / "refused"),
+                           "--allow-registry", clean.registry, "--mirror", "%s=%s" % (clean.registry, outside.address)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "--mirror" in proc.stderr and outside.address in proc.stderr and "--allow-registry" in proc.stderr
+
+
+def test_a_mirror_that_hangs_mid_blob_leaves_the_origin_half_of_the_deadline(clean, origin, cache, start_server):
+    hanging = FaultProxy(cache.port, preserve_headers=True)  # the mirror, behind a proxy that hangs one layer
+    layer = layer_digests(clean.registry, "fixture/img-03")[0]
+    hanging.reset_stats(Rules(pattern=re.compile("^/v2/.+/blobs/%s$" % layer), hang_body_first=100, hang=90))
+    try:
+        server = start_server("--mirror", "%s=%s" % (origin.address, hanging.address))  # stall timeout: 2 min
+        t0 = time.monotonic()
+        resp = server.pull({"images": [clean.image(3, registry=origin.address)], "timeout": "30s"})
+        took = time.monotonic() - t0
+        assert resp.status_code == 200, resp.text
+        (row,) = resp.json()["success"]
+        assert row["source"] == origin.address, row
+        (skipped,) = row["mirrors"]
+        assert skipped["mirror"] == hanging.address, skipped
+        share = re.search(r"timed out after ([0-9.]+)s", skipped["error"])  # half of the ~30 s left
+        assert share and 10 < float(share.group(1)) <= 15, skipped
+        assert hanging.injected >= 1 and took < 30, (hanging.injected, took)
+        assert clean.client().images(name=clean.image(3, registry=origin.address))
+    finally:
+        hanging.close()
+    report(clean, "mirror hanging mid-blob, 30 s request, 2 min stall timeout: pulled from the origin in %.1f s, "
+           "the row names the mirror (before: failed at 30 s, no mirror named)" % took)
 
 
 def test_bad_mirror_maps_are_400_naming_the_field(server):
