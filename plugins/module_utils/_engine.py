@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The pull engine: many images, bounded concurrency, retries, one result row each.
 
-The HTTP server, the CLI and the Ansible module all drive this class. It only
-needs the ``docker`` library: concurrency comes from a *runner* the caller
+The HTTP server, the CLI and the Ansible module all drive this class. It knows
+the container runtime only through the seam of ``_runtime`` (the Docker API by
+default, the CRI on Kubernetes nodes): concurrency comes from a *runner* the caller
 passes in (a gevent pool in the server, threads elsewhere), and the locks and
 sleeps below are the ``threading``/``time`` ones, which gevent's monkey
 patching turns green in the server.
@@ -20,14 +21,15 @@ import time
 from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 
-from ._attempt import DaemonAttempt
+from ._attempt import Attempt
 from ._credentials import RegistryLookups
-from ._daemon import DockerException, TrackingClient, docker_base_url, tls_config
-from ._errors import DaemonUnavailable, PullFailed
+from ._daemon import docker_base_url
+from ._errors import PullFailed
 from ._godur import format_duration, rfc3339_now
-from ._reference import InvalidReference, parse_reference
 from ._request import POLICY_MISSING
 from ._retry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, RetryPolicy
+from ._runtime import local_key
+from ._runtime_docker import DockerRuntime
 from ._shared import STATUS_CANCELLED, STATUS_FAILED, STATUS_PULLED, Outcome, Participant, SharedPulls
 
 DEFAULT_DEADLINE = 30 * 60.0
@@ -109,12 +111,12 @@ def row_reference(row):
     name = row["image"]
     if "@" in name or ":" in name.rsplit("/", 1)[-1]:
         return name
-    sep = "@" if row["tag"].startswith("sha256:") else ":"
+    sep = "@" if ":" in row["tag"] else ":"  # a digest; a tag has no colon
     return name + sep + row["tag"]
 
 
 def _row(spec, outcome, cost, before, after):
-    key = _local_key(spec.ref)
+    key = local_key(spec.ref)
     previous, current, status = before.get(key), after.get(key), outcome.status
     if status == STATUS_PULLED and current is not None and current == previous:
         status = STATUS_UP_TO_DATE
@@ -140,11 +142,6 @@ def _row(spec, outcome, cost, before, after):
     return row
 
 
-def _local_key(ref):
-    """How the daemon lists a reference: by digest when pinned, else by tag."""
-    return str(ref._replace(tag=None)) if ref.digest else str(ref)
-
-
 class Engine:
     """Pulls images through one Docker daemon. Thread-safe; share one per process.
 
@@ -153,84 +150,36 @@ class Engine:
     ``on_event`` receives them numbered as its own attempts.
     """
 
-    def __init__(self, config, clock=time.monotonic, observer=None, credentials=None):
+    def __init__(self, config, clock=time.monotonic, observer=None, credentials=None, runtime=None):
         self.config = config
         self.observer = observer
         self.credentials = credentials  # for images without auth_config: an object with lookup(registry)
+        # Below the seam (``_runtime``): the Docker API at config.docker_host unless another is given.
+        self.runtime = runtime if runtime is not None else DockerRuntime(
+            config.docker_host, api_version=config.api_version, timeout=config.daemon_timeout, tls=config.tls,
+            max_pool_size=max(64, 2 * config.max_daemon_pulls), backstop=config.deadline + config.daemon_timeout)
         self._clock = clock
-        self._client_lock = threading.Lock()
-        self._client = None
         self._slots = threading.BoundedSemaphore(config.max_daemon_pulls)
         self._policy = RetryPolicy(1, config.backoff_base, config.backoff_cap)
-        attempt = DaemonAttempt(self.client, self._slots, config.deadline + config.daemon_timeout,
-                                stall_timeout=config.stall_timeout, clock=clock)
+        attempt = Attempt(self.runtime, self._slots, stall_timeout=config.stall_timeout, clock=clock)
         self._shared = SharedPulls(attempt, self._policy.delay, clock=clock, observer=self._observe)
 
-    # -- the daemon -------------------------------------------------------
-    def client(self):
-        """The shared APIClient, made on first use so a late daemon is fine."""
-        with self._client_lock:
-            if self._client is None:
-                try:
-                    self._client = TrackingClient(
-                        base_url=self.config.docker_host, version=self.config.api_version,
-                        timeout=self.config.daemon_timeout, tls=tls_config(self.config.tls),
-                        max_pool_size=max(64, 2 * self.config.max_daemon_pulls))
-                except DockerException as exc:
-                    raise DaemonUnavailable(_daemon_error(self.config.docker_host, exc))
-            return self._client
-
+    # -- the runtime ------------------------------------------------------
     def check_daemon(self, timeout=None):
-        """Raise ``DaemonUnavailable`` unless the daemon answers ``/_ping`` (within ``timeout``)."""
-        try:
-            client = self.client()
-            with client.call_timeout(timeout):
-                client.ping()
-        except DaemonUnavailable:
-            raise
-        except Exception as exc:  # requests' ConnectionError, APIError, socket errors
-            raise DaemonUnavailable(_daemon_error(self.config.docker_host, exc))
+        """Raise ``DaemonUnavailable`` unless the runtime answers (within ``timeout``)."""
+        self.runtime.check(timeout)
 
     def local_images(self, timeout=None):
-        """``{reference: image ID}`` for every tag and digest the daemon holds.
-
-        One listing per request, before and after, instead of two inspects per
-        image: inspects queue behind the image store's lock while pulls
-        register layers, which slowed every pull down.
-        """
-        index = {}
-        try:
-            client = self.client()
-            with client.call_timeout(timeout):
-                images = client.images()
-        except Exception as exc:  # pylint: disable=broad-except
-            log.warning("cannot list local images (statuses will say pulled): %s", exc)
-            return index
-        for image in images:
-            for name in (image.get("RepoTags") or []) + (image.get("RepoDigests") or []):
-                try:
-                    index[_local_key(parse_reference(name))] = image["Id"]
-                except InvalidReference:
-                    pass  # "<none>:<none>" and the like
-        return index
+        """``{reference: image ID}`` for every tag and digest the runtime holds."""
+        return self.runtime.local_images(timeout)
 
     def local_platform(self, ref):
         """``os/arch[/variant]`` of the local image for ``ref``, or None."""
-        try:
-            info = self.client().inspect_image(_local_key(ref))
-        except Exception:  # pylint: disable=broad-except  # absent, or the daemon is busy: unknown
-            return None
-        return "/".join(p for p in (info.get("Os"), info.get("Architecture"), info.get("Variant")) if p)
+        return self.runtime.local_platform(ref)
 
     def daemon_info(self):
-        """Which engine answers (Docker or Podman, from ``/version``), for ``/debug/dump``."""
-        try:
-            version = self.client().version()
-        except Exception as exc:  # pylint: disable=broad-except
-            return {"error": str(exc)}
-        names = [c.get("Name", "") for c in version.get("Components") or []]
-        engine = "podman" if any("podman" in n.lower() for n in names) else "docker"
-        return {"engine": engine, "version": version.get("Version"), "api_version": version.get("ApiVersion")}
+        """Which engine answers, for ``/debug/dump``."""
+        return self.runtime.info()
 
     def in_flight(self):
         """The pulls running now, for ``/debug/dump`` (no credentials)."""
@@ -339,7 +288,7 @@ class Engine:
 
         With a ``platform``, an image present for another platform is missing
         (as community.docker's ``not_present`` decides)."""
-        if _local_key(spec.ref) in before and (
+        if local_key(spec.ref) in before and (
                 not spec.platform or _same_platform(spec.platform, self.local_platform(spec.ref))):
             return Outcome(STATUS_PRESENT, 0, None, None)
         if request.dry_run:
@@ -353,13 +302,6 @@ def _same_platform(wanted, present):
         return False
     want, have = wanted.split("/"), present.split("/")
     return have[:len(want)] == want
-
-
-def _daemon_error(host, exc):
-    text = str(exc)
-    if "SSL" in text or "certificate" in text.lower() or "tls" in text.lower():
-        return "cannot reach the Docker daemon at %s: TLS failed: %s" % (host, text)
-    return "cannot reach the Docker daemon at %s: %s" % (host, text)
 
 
 def _flight_key(spec):

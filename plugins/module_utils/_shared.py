@@ -98,6 +98,7 @@ class Flight:
         self.participants = []
         self.started_at = rfc3339_now()
         self.extra = {}  # what the attempts note for the rows, e.g. the source of the image
+        self.memo = {}  # what the runtime asks only once per shared pull, across its retries (never in rows)
 
     def active(self):
         return [p for p in list(self.participants) if p.active]

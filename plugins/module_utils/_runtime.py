@@ -1,0 +1,83 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) puller developers
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The engine's runtime seam: what the engine asks of a container runtime.
+
+Above this seam the engine knows no runtime: rows, retries, deadlines, shared
+pulls, the server-wide cap, stall detection, cancel and redaction work the
+same over every implementation. Below it, one file per transport:
+``_runtime_docker.py`` (the Docker API: dockerd, Podman) and
+``_runtime_cri.py`` (the Kubernetes CRI: containerd). As in containerd's own
+Go client, the seam is narrow; everything a runtime cannot do is said by a
+capability, never by the engine asking which runtime it is.
+
+A runtime is shared by every request of a process and must be thread-safe.
+Errors: ``DaemonUnavailable`` when the runtime does not answer at all,
+``PullFailed`` subclasses (``_errors``) for what a pull ran into.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class Runtime:
+    """The interface; implementations override every method."""
+
+    #: ``docker``, ``podman`` or ``containerd``: for ``/debug/dump`` and logs only.
+    kind = "runtime"
+    #: How messages name it: "stalled: the Docker daemon sent nothing for 2m0s".
+    label = "the runtime"
+    #: The engine's mirror map applies through this runtime (names rewritten,
+    #: pulled from the mirror, tagged back). False where the runtime has its
+    #: own mirror mechanism (containerd's ``hosts.toml``).
+    can_mirror = False
+    #: Which ``platform`` values a pull may ask for: None for any, else a
+    #: function of the platform string that returns an error message or None.
+    check_platform = None
+
+    def check(self, timeout=None):
+        """Raise ``DaemonUnavailable`` unless the runtime answers within ``timeout``."""
+        raise NotImplementedError
+
+    def info(self):
+        """``{"engine": kind, "version": ...}`` for ``/debug/dump``; ``{"error": ...}`` when it cannot say."""
+        raise NotImplementedError
+
+    def local_images(self, timeout=None):
+        """``{reference key: image ID}`` for every tag and digest held (see ``local_key``); ``{}`` when unknown."""
+        raise NotImplementedError
+
+    def local_platform(self, ref):
+        """``os/arch[/variant]`` of the local image for ``ref``, or None."""
+        raise NotImplementedError
+
+    def pull(self, name, tag, auth_config, platform, watch):
+        """Pull ``name`` at ``tag`` (a tag or a digest) once; return its digest, or None when unknown.
+
+        ``watch`` is the attempt's watchdog: call ``watch.alive()`` whenever
+        the pull makes progress (any sign of life counts), ``watch.emit(kind,
+        detail)`` for ``progress``/``layer`` events, ``watch.on_abort(fn)``
+        with a function that makes the pull return at once (it is called from
+        another thread when the deadline passes, the pull stalls or nobody
+        waits any more), and raise ``watch.error(message)`` once
+        ``watch.fired``. ``watch.memo`` is a dict that lives as long as the
+        shared pull (across its retries), for what needs asking only once.
+        """
+        raise NotImplementedError
+
+    def origin_digest(self, ref, auth_config, timeout):
+        """The digest the origin registry gives for ``ref``'s tag (no layers fetched); mirrors only."""
+        raise NotImplementedError
+
+    def adopt(self, ref, pulled_as, digest):
+        """Tag what was pulled as ``pulled_as`` with ``ref``'s canonical name and drop ``pulled_as``; mirrors only."""
+        raise NotImplementedError
+
+    def close(self):
+        """Release connections; the runtime may be used again afterwards."""
+
+
+def local_key(ref):
+    """How a runtime lists a reference: by digest when pinned, else by tag."""
+    return str(ref._replace(tag=None)) if ref.digest else str(ref)
