@@ -97,7 +97,7 @@ def _pull(args):
     from puller.core._engine import Engine
     from puller.core._request import parse_pull_request
 
-    from puller._output import images_from_file
+    from puller._release_files import images_from_file
 
     images = list(args.images)
     for path in args.file:

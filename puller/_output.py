@@ -1,4 +1,4 @@
-"""What ``puller pull`` prints for people, and where it reads release files.
+"""What ``puller pull`` prints for people.
 
 The table is read at a glance: aligned columns, durations rounded for people
 (``0.70s``; ``--json`` keeps Go durations), failures last and marked, one
@@ -7,10 +7,7 @@ summary line. Colour only when stdout is a terminal.
 
 import sys
 
-import yaml
-
 from puller.core._engine import row_reference
-from puller.core._errors import InvalidRequest
 from puller.core._godur import parse_duration
 
 OK_STATUSES = ("pulled", "up_to_date", "present", "would_pull")
@@ -48,41 +45,3 @@ def table(report, colour=None):
 
 def _paint(text, code, colour):
     return "\033[%sm%s\033[0m" % (code, text) if colour and code else text
-
-
-def images_from_file(path):
-    """Every image reference in FILE (``-`` for stdin): a list, a compose file, or Kubernetes manifests."""
-    try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
-    except OSError as exc:
-        raise InvalidRequest("cannot read %s: %s" % (path, exc.strerror), "-f")
-    try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError:
-        documents = []
-    if documents and all(isinstance(d, (dict, list)) for d in documents):
-        found = []
-        for document in documents:
-            found.extend(_images_in(document))
-        if found:
-            return list(dict.fromkeys(found))
-    refs = [line.split("#", 1)[0].strip() for line in text.splitlines()]
-    refs = [r for r in refs if r]
-    if not refs:
-        raise InvalidRequest("no image references in %s" % path, "-f")
-    return list(dict.fromkeys(refs))
-
-
-def _images_in(node):
-    """``image:`` values anywhere: compose ``services.*.image``, Kubernetes containers and initContainers."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "image" and isinstance(value, str):
-                yield value
-            else:
-                yield from _images_in(value)
-    elif isinstance(node, list):
-        for item in node:
-            if isinstance(item, str) and not isinstance(node, dict):
-                continue
-            yield from _images_in(item)

@@ -144,3 +144,43 @@ def test_images_from_a_list_a_compose_file_and_kubernetes_manifests(clean, tmp_p
     again = _cli("--docker-socket", clean.socket, "--pull", "missing", "-f", str(compose))
     out, err = again.communicate(timeout=60)
     assert again.returncode == 0 and out.splitlines()[-1].startswith("2 present in "), out
+
+
+def _hostile_release_files(tmp_path):
+    laughs = ['a0: &a0 ["lol"]'] + ["a%d: &a%d [%s]" % (n, n, ", ".join(["*a%d" % (n - 1)] * 10))
+                                    for n in range(1, 10)]
+    return {
+        "laughs.yml": ("\n".join(laughs) + "\nservices: {web: {image: busybox}}\n").encode(),
+        "self.yml": b"a: &a [*a]\n",
+        "deep.yml": b"[" * 5000 + b"]" * 5000 + b"\n",
+        "binary.bin": bytes((n * 7919 + 13) % 256 for n in range(4096)),
+        "latin1.txt": "# caf\u00e9\nbusybox\n".encode("latin-1"),
+        "k8s.yml": b"kind: Pod\nspec: {containers: [{image: a}]}\n---\nkind: Pod\nspec: [containers:\n  - image: b\n",
+    }
+
+
+def test_hostile_release_files_exit_2_with_one_line_and_pull_nothing(clean, tmp_path):
+    good = tmp_path / "good.txt"
+    good.write_text(clean.image(1) + "\n")
+    client = clean.client()
+    for name, content in _hostile_release_files(tmp_path).items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        t0 = time.monotonic()
+        proc = _cli("--docker-socket", clean.socket, "-f", str(good), "-f", str(path))
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - t0
+        assert proc.returncode == 2, (name, out, err)
+        assert len(err.splitlines()) == 1 and err.startswith("puller: -f %s: " % path), (name, err)
+        assert "Traceback" not in err and not out, (name, out, err)
+        report(clean, "`puller pull -f %s` (hostile release file): exit 2 in %.2fs: %s" % (name, took, err.strip()))
+    assert not client.images(name=clean.image(1)), "a pull started before every file was read"
+    client.close()
+
+
+def test_a_byte_order_mark_on_stdin_is_skipped(clean):
+    proc = subprocess.Popen([sys.executable, "-m", "puller", "pull", "--docker-socket", clean.socket, "-f", "-"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(b"\xef\xbb\xbf" + clean.image(2).encode() + b"\n", timeout=120)
+    assert proc.returncode == 0, err
+    assert out.decode().splitlines()[-1].startswith("1 pulled in ")
