@@ -171,6 +171,13 @@ class Watchdog:
         """The runtime showed progress."""
         self._last_event = self._clock()
 
+    def remaining(self):
+        """Seconds to the latest deadline of those waiting (the runtime's own backstop)."""
+        left = self._flight.deadline_at() - self._clock()
+        if self._end is not None:
+            left = min(left, self._end - self._clock())
+        return max(0.0, left)
+
     def emit(self, kind, detail):
         """A ``progress`` or ``layer`` event for every participant."""
         self._flight.emit(kind, detail)

@@ -168,6 +168,10 @@ class PullHandle:
     def done(self):
         return self._future.done()
 
+    def add_done_callback(self, fn):
+        """Call ``fn()`` (from gRPC's thread) once the pull has ended, however it ended."""
+        self._future.add_done_callback(lambda _future: fn())
+
     def cancel(self):
         """Abort the pull: gRPC cancels the call, and containerd its downloads."""
         self._cancelled = True
@@ -195,10 +199,10 @@ class CriClient:
                 response_deserializer=MESSAGES[response_name].FromString)
         return call
 
-    def _unary(self, method, request, response_name, what, metadata=None):
+    def _unary(self, method, request, response_name, what, metadata=None, timeout=None):
         call = self._call(method, type(request).DESCRIPTOR.full_name, response_name)
         try:
-            return call(request, timeout=self.timeout, metadata=metadata)
+            return call(request, timeout=self.timeout if timeout is None else timeout, metadata=metadata)
         except grpc.RpcError as exc:
             raise self.error(exc, what)
 
@@ -229,25 +233,27 @@ class CriClient:
         self.close()
 
     # -- the CRI ------------------------------------------------------------------
-    def version(self):
-        """``{"version", "runtime_name", "runtime_version", "runtime_api_version"}``."""
+    def version(self, timeout=None):
+        """``{"version", "runtime_name", "runtime_version", "runtime_api_version"}``.
+
+        ``timeout``, here and below, bounds this call instead of the client's."""
         answer = self._unary("/runtime.v1.RuntimeService/Version", MESSAGES["runtime.v1.VersionRequest"](version="v1"),
-                             "runtime.v1.VersionResponse", "version")
+                             "runtime.v1.VersionResponse", "version", timeout=timeout)
         return {"version": answer.version, "runtime_name": answer.runtime_name,
                 "runtime_version": answer.runtime_version, "runtime_api_version": answer.runtime_api_version}
 
-    def list_images(self):
+    def list_images(self, timeout=None):
         """Every image of the runtime: dicts of id, repo_tags, repo_digests, size."""
         answer = self._unary("/runtime.v1.ImageService/ListImages", MESSAGES["runtime.v1.ListImagesRequest"](),
-                             "runtime.v1.ListImagesResponse", "list images")
+                             "runtime.v1.ListImagesResponse", "list images", timeout=timeout)
         return [_image_dict(image) for image in answer.images]
 
-    def image_status(self, image):
+    def image_status(self, image, timeout=None):
         """The image's dict (as ``list_images``), or None when it is not there."""
         ref = cri_reference(image)
         request = MESSAGES["runtime.v1.ImageStatusRequest"](image=MESSAGES["runtime.v1.ImageSpec"](image=ref))
         answer = self._unary("/runtime.v1.ImageService/ImageStatus", request, "runtime.v1.ImageStatusResponse",
-                             "image status " + ref)
+                             "image status " + ref, timeout=timeout)
         # An absent image is an empty answer, not an error.
         return _image_dict(answer.image) if answer.HasField("image") and answer.image.id else None
 
@@ -275,13 +281,13 @@ class CriClient:
                     "remove image " + ref)
 
     # -- containerd's own services on the same socket -----------------------------
-    def ingests(self):
+    def ingests(self, timeout=None):
         """The downloads in progress: ``(ref, offset, total)`` tuples, where
         ``ref`` is containerd's (``layer-sha256:<hex>``, ``manifest-sha256:...``)."""
         answer = self._unary("/containerd.services.content.v1.Content/ListStatuses",
                              MESSAGES["containerd.services.content.v1.ListStatusesRequest"](),
                              "containerd.services.content.v1.ListStatusesResponse", "content statuses",
-                             metadata=(("containerd-namespace", CONTAINERD_NAMESPACE),))
+                             metadata=(("containerd-namespace", CONTAINERD_NAMESPACE),), timeout=timeout)
         return [(s.ref, int(s.offset), int(s.total)) for s in answer.statuses]
 
     def node_platform(self):

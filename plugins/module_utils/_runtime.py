@@ -56,12 +56,14 @@ class Runtime:
         """Pull ``name`` at ``tag`` (a tag or a digest) once; return its digest, or None when unknown.
 
         ``watch`` is the attempt's watchdog: call ``watch.alive()`` whenever
-        the pull makes progress (any sign of life counts), ``watch.emit(kind,
-        detail)`` for ``progress``/``layer`` events, ``watch.on_abort(fn)``
-        with a function that makes the pull return at once (it is called from
-        another thread when the deadline passes, the pull stalls or nobody
-        waits any more), and raise ``watch.error(message)`` once
-        ``watch.fired``. ``watch.memo`` is a dict that lives as long as the
+        the pull makes progress (any sign of life counts; any thread may call
+        it), ``watch.emit(kind, detail)`` for ``progress``/``layer`` events
+        (from the pull's own thread), ``watch.on_abort(fn)`` with a function
+        that makes the pull return at once (it is called from another thread
+        when the deadline passes, the pull stalls or nobody waits any more;
+        at once if that has already happened), and raise
+        ``watch.error(message)`` once ``watch.fired``. ``watch.remaining()``
+        is how long the pull may last at most, for a backstop of its own. ``watch.memo`` is a dict that lives as long as the
         shared pull (across its retries), for what needs asking only once.
         """
         raise NotImplementedError
