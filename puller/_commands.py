@@ -20,7 +20,7 @@ from puller.core._errors import DaemonUnavailable, InvalidRequest, PullerError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DAEMON = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 # The daemon connection, with the docker CLI's flag names.
-DAEMON_SETTINGS = ("docker_socket", "tlsverify", "tlscacert", "tlscert", "tlskey")
+DAEMON_SETTINGS = ("docker_socket", "runtime_endpoint", "tlsverify", "tlscacert", "tlscert", "tlskey")
 INTERRUPT_GRACE = 3.0
 
 
@@ -117,9 +117,9 @@ def _pull(args):
     flags = {name: getattr(args, name, None) for name in DAEMON_SETTINGS}
     flags["deadline"] = args.deadline
     config = from_sources(flags, names=DAEMON_SETTINGS + ("deadline", "docker_cert_path"))
-    request = parse_pull_request(body, mirrors=mirrors)
     # Like docker pull: the host's credentials (config.json, credential helpers).
-    engine = Engine(config.engine_config(), credentials=HostCredentials())
+    engine = Engine(config.engine_config(), credentials=HostCredentials(), runtime=config.runtime())
+    request = parse_pull_request(body, mirrors=mirrors, runtime=engine.runtime)
     cancel, done = threading.Event(), threading.Event()
     outcome = {}
 

@@ -12,7 +12,7 @@ from typing import Tuple
 
 from puller import settings
 from puller.core._daemon import DaemonTLS
-from puller.core._engine import EngineConfig
+from puller.core._engine import DEFAULT_DAEMON_TIMEOUT, EngineConfig
 from puller.core._errors import InvalidRequest
 
 DEFAULT_LISTEN = settings.BY_NAME["listen"].default
@@ -51,6 +51,14 @@ class _ConfigMethods:
         return EngineConfig(docker_host=self.docker_socket, deadline=self.deadline, tls=self.daemon_tls(),
                             max_daemon_pulls=self.max_daemon_pulls, backoff_base=self.backoff_base,
                             backoff_cap=self.backoff_cap, stall_timeout=self.stall_timeout)
+
+    def runtime(self):
+        """The runtime below the engine's seam: the CRI at ``--runtime-endpoint``, else None (the Docker API)."""
+        if not self.runtime_endpoint:
+            return None
+        from puller.core._runtime_cri import CriRuntime
+
+        return CriRuntime(self.runtime_endpoint, timeout=DEFAULT_DAEMON_TIMEOUT)
 
     @property
     def state_path(self) -> str:
@@ -100,6 +108,22 @@ def _raw_value(setting, flags, environ):
     return None, None
 
 
+def _one_runtime(values, given):
+    """``--runtime-endpoint`` or ``--docker-socket``: a flag wins over any
+    variable, and ``CONTAINER_RUNTIME_ENDPOINT`` over ``DOCKER_HOST``."""
+    cri, docker = given.get("runtime_endpoint"), given.get("docker_socket")
+    if not cri or not docker:
+        return
+    cri_flag, docker_flag = cri.startswith("--"), docker.startswith("--")
+    if cri_flag and docker_flag:
+        raise InvalidRequest("names the CRI runtime, --docker-socket the Docker daemon: give one of them",
+                             "--runtime-endpoint")
+    if docker_flag and not cri_flag:
+        values.pop("runtime_endpoint")
+    else:
+        values.pop("docker_socket")
+
+
 def from_sources(flags: dict, environ=None, names=None) -> "ServerConfig":
     """Build the config from parsed flags (None = not given) and the environment.
 
@@ -107,18 +131,20 @@ def from_sources(flags: dict, environ=None, names=None) -> "ServerConfig":
     its own); the others keep their defaults.
     """
     environ = os.environ if environ is None else environ
-    values = {}
+    values, given = {}, {}
     for setting in settings.SETTINGS:
         if names is not None and setting.name not in names:
             continue
         raw, where = _raw_value(setting, flags, environ)
         if raw is None:
             continue
+        given[setting.name] = where
         try:
             values[setting.name] = setting.parse(raw)
         except ValueError as exc:
             raise InvalidRequest("invalid value %r: %s" % (raw, exc) if setting.show != settings.SHOW_SECRET
                                  else "invalid value: %s" % exc, where)
+    _one_runtime(values, given)
     token_file = values.get("token_file")
     if token_file:
         values["token"] = _read_token(token_file)

@@ -164,6 +164,10 @@ SETTINGS = (
     Setting("docker_socket", "DOCKER_SOCKET", "/var/run/docker.sock", text,
             "the Docker daemon: socket path, or `unix://`, `tcp://` URL; also read from `DOCKER_HOST`, as the "
             "docker CLI does", metavar="PATH|URL", also_env=("DOCKER_HOST",)),
+    Setting("runtime_endpoint", "CONTAINER_RUNTIME_ENDPOINT", None, text,
+            "a Kubernetes node's CRI runtime instead of Docker, as crictl names it: "
+            "`unix:///run/containerd/containerd.sock`; not with `--docker-socket`. Of the variables, this one wins "
+            "over `DOCKER_HOST`; any flag wins over both", metavar="URL"),
     Setting("tlsverify", "DOCKER_TLS_VERIFY", False, docker_flag,
             "TLS to the daemon, verifying its certificate (the docker CLI's flag and variable)", switch=True),
     Setting("tlscacert", "PULLER_TLSCACERT", None, text,
@@ -245,6 +249,9 @@ SETTINGS = (
             "wait for each read of a body", show=SHOW_DURATION),
     Setting("idle_timeout", "PULLER_IDLE_TIMEOUT", 15.0, positive_duration,
             "a keep-alive connection with no new request for this long is closed", show=SHOW_DURATION),
+    Setting("write_timeout", "PULLER_WRITE_TIMEOUT", 300.0, positive_duration,
+            "a client that takes none of an answer (an event stream included) for this long is closed; "
+            "a slow reader is not", show=SHOW_DURATION),
 )
 
 BY_NAME = {setting.name: setting for setting in SETTINGS}

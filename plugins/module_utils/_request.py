@@ -120,7 +120,7 @@ def _parse_count(body, key, default):
 
 
 def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None, mirrors=None, mirror_auth=None,
-                       allow_request_mirrors=False, allowed_registries=()):
+                       allow_request_mirrors=False, allowed_registries=(), runtime=None):
     """Validate a decoded JSON body. Images may be objects or reference strings.
 
     ``mirrors``/``mirror_auth`` are the operator's (trusted) mirror map and
@@ -128,7 +128,9 @@ def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None, m
     and its ``mirror_auth`` adds credentials per mirror host.
     ``allowed_registries`` bounds the images' registries and the mirrors the
     body names (the operator's own map is checked once, where it is set:
-    ``check_mirrors_allowed``).
+    ``check_mirrors_allowed``). ``runtime``, when given, says what the
+    runtime below the seam can do (``can_mirror``, ``check_platform``): what
+    it cannot is refused here, before anything is pulled.
     """
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object", "body")
@@ -149,6 +151,8 @@ def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None, m
     if allowed_registries:
         for spec in specs:
             check_registry_allowed(spec.ref.domain, allowed_registries, "images[%d].image" % spec.index)
+    if runtime is not None:
+        _check_runtime(runtime, body, specs)
     specs = _with_mirrors(specs, body, mirrors or {}, mirror_auth or {}, allow_request_mirrors, allowed_registries)
     concurrency = _parse_count(body, "concurrency", DEFAULT_CONCURRENCY)
     attempts = min(_parse_count(body, "retry", DEFAULT_RETRY), MAX_ATTEMPTS)
@@ -159,6 +163,20 @@ def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None, m
     if not isinstance(dry_run, bool):
         raise InvalidRequest("must be true or false", "dry_run")
     return PullRequest(specs, concurrency, attempts, policy, dry_run, _parse_timeout(body.get("timeout")))
+
+
+def _check_runtime(runtime, body, specs):
+    if body.get("mirrors") and not runtime.can_mirror:
+        raise InvalidRequest("%s pulls through the node's own mirrors (hosts.toml, written by the role "
+                             "bbklab.puller.cri_mirrors); a request cannot name mirrors" % runtime.label, "mirrors")
+    if runtime.check_platform is None:
+        return
+    for spec in specs:
+        error = runtime.check_platform(spec.platform) if spec.platform else None
+        if error:
+            item = body["images"][spec.index]
+            own = isinstance(item, dict) and item.get("platform")
+            raise InvalidRequest(error, "images[%d].platform" % spec.index if own else "platform")
 
 
 _PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")

@@ -77,6 +77,9 @@ class Api:
             check_mirrors_allowed(config.mirrors, config.allow_registry, "--mirror")
         except RequestForbidden as exc:
             raise InvalidRequest("%s; admit it with --allow-registry too, or drop it" % exc.message, "--mirror")
+        if config.mirrors and not engine.runtime.can_mirror:
+            raise InvalidRequest("%s pulls through the node's own mirrors: write them into its hosts.toml with the "
+                                 "role bbklab.puller.cri_mirrors instead" % engine.runtime.label, "--mirror")
         jobs.parse = self.parse
         self.draining = False
         self.metrics = Metrics(engine.in_flight, jobs.store.counts_by_status, mirrors=config.mirrors)
@@ -129,7 +132,7 @@ class Api:
         return parse_pull_request(body, max_images=max_images or self.config.max_images,
                                   mirrors=self.config.mirrors, mirror_auth=self.mirror_auth,
                                   allow_request_mirrors=self.config.allow_request_mirrors,
-                                  allowed_registries=self.config.allow_registry)
+                                  allowed_registries=self.config.allow_registry, runtime=self.engine.runtime)
 
     def read_json(self):
         """The request body as JSON, read straight from ``wsgi.input``.

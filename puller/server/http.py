@@ -13,6 +13,17 @@
   app's; client mistakes log one line, never a traceback.
 - Running out of file descriptors in ``accept`` frees the oldest waiting
   connection and pauses accepting briefly instead of logging tracebacks.
+- Writing an answer may wait ``write_timeout`` for the client to take any of
+  it, however long the answer (an event stream included): a slow reader gets
+  all of it, one that stopped reading is closed with one log line.
+- Over HTTPS the TLS handshake is the connection handler's first step, under
+  ``header_timeout`` as a whole, and the connection counts and may be closed
+  for room meanwhile, like one still sending its head. Done before the
+  handler (gevent's way), a ClientHello trickled one byte at a time held its
+  socket for good, outside the limit, until the server ran out of
+  descriptors. At the limit with every connection busy, an HTTPS connection
+  is closed without its handshake: a JSON 503 would need the very handshake
+  the limit is there to bound.
 """
 
 import errno
@@ -24,6 +35,7 @@ import time
 from collections import OrderedDict
 
 import gevent
+import gevent.socket
 from gevent import GreenletExit
 from gevent.pool import Group
 from gevent.pywsgi import MAX_REQUEST_LINE, WSGIHandler, WSGIServer
@@ -51,6 +63,10 @@ _PROTOCOL_ERRORS = {
 
 class _HeadTimeout(gevent.Timeout):
     """The client took too long to send a request line and headers."""
+
+
+class _HandshakeTimeout(gevent.Timeout):
+    """The client took too long to finish its TLS handshake."""
 
 
 class Connections:
@@ -118,13 +134,40 @@ class Handler(WSGIHandler):
             return
         try:
             _no_delay(self.socket)
-            super().handle()
+            _low_water(self.socket)
+            if self._handshake():
+                super().handle()
         except OSError as exc:  # the client went away while we answered: its business, not a fault
             log.debug("connection from %s ended: %s", self.client_address, exc)
         finally:
             connections.closed(self)
 
+    def _handshake(self):
+        """HTTPS: the TLS handshake, bounded like a request head (the whole of
+        it, not each read) and evictable meanwhile; False when it failed."""
+        do_handshake = getattr(self.socket, "do_handshake", None)
+        if do_handshake is None:
+            return True  # plain HTTP
+        self.server.connections.waiting(self)
+        self.socket.settimeout(self.server.header_timeout)
+        peer = self.client_address[0] if self.client_address else "?"
+        try:
+            with _HandshakeTimeout(self.server.header_timeout):
+                do_handshake()
+            return True
+        except _HandshakeTimeout:
+            log.debug("TLS handshake with %s not done within the header timeout; closed", peer)
+        except (OSError, ValueError) as exc:
+            if self.evicted:
+                log.debug("TLS handshake with %s closed to make room", peer)
+            else:
+                log.info("TLS handshake with %s failed: %s", peer, _short(exc))
+        return False
+
     def _refuse(self):
+        if getattr(self.socket, "do_handshake", None) is not None:
+            self.socket.close()  # no handshake yet, so no way to answer
+            return
         try:
             self.socket.sendall(error_bytes("503 Service Unavailable", "too many connections, all busy; "
                                             "try again shortly"))
@@ -141,7 +184,10 @@ class Handler(WSGIHandler):
         sock = getattr(self, "socket", None)
         if sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                # The TCP shutdown of gevent's socket class, for TLS sockets
+                # too: SSLSocket's own also drops its TLS object, which a
+                # handshake or read waiting on it would use when it wakes.
+                gevent.socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
 
@@ -161,7 +207,7 @@ class Handler(WSGIHandler):
             self._stop_head_timer()
             self._requests += 1
             self.server.connections.busy(self)
-            # Each read of a body, and each write of an answer, gets this long.
+            # Each read of a body gets this long (writes: ``_sendall``).
             self.socket.settimeout(self.server.header_timeout)
 
     def _stop_head_timer(self):
@@ -193,6 +239,35 @@ class Handler(WSGIHandler):
                 # answer said "Connection: close", so skip that: gevent's own
                 # flag for an input it cannot resynchronise.
                 self.wsgi_input._chunked_input_error = True
+
+    # -- writing the answer ----------------------------------------------------------
+    # A write that times out ends the answer like a client that went away: no traceback.
+    ignored_socket_errors = WSGIHandler.ignored_socket_errors + (errno.ETIMEDOUT,)
+
+    def _sendall(self, data):
+        """gevent's, but bounding each wait for the client to take some of the
+        data, not the whole write: under gevent's, a reader slower than the
+        answer's size over ``header_timeout`` was cut mid-answer however
+        steadily it read. Even so a slow reader's writes wait long: its kernel
+        reopens the TCP window only once the reader has freed a share of its
+        receive buffer (64 KiB over loopback, a sixteenth of a big buffer)."""
+        self.socket.settimeout(self.server.write_timeout)
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[self.socket.send(view):]
+        except socket.timeout:
+            self.status = "socket error: the client took nothing for %ss" % self.server.write_timeout
+            self.code = -abs(self.code or 0)
+            self.close_connection = True
+            log.info("closed the answer to %s (%s): it took none of it for %ss",
+                     self.client_address[0] if self.client_address else "?", self.path, self.server.write_timeout)
+            raise OSError(errno.ETIMEDOUT, "write timed out") from None
+        except OSError as ex:
+            self.status = "socket error: %s" % ex
+            self.code = -abs(self.code or 0)
+            raise
+        self.response_length += len(data)
 
     # -- errors the server writes itself ------------------------------------------
     _client_error_body = error_bytes("400 Bad Request", "malformed HTTP request", "request")
@@ -249,12 +324,29 @@ def _no_delay(sock):
         pass  # not TCP: nothing to tune
 
 
+# Unsent bytes the kernel may hold for a connection. Without a mark, the send
+# buffer of a slow reader grows to megabytes (tcp_wmem) of stale events and a
+# write waits until a third of them is taken, minutes for such a reader; with
+# it the backlog stays in the job's queue, where progress is coalesced.
+NOT_SENT_LOW_WATER = 64 * 1024
+
+
+def _low_water(sock):
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)  # Linux, macOS
+    if option is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, NOT_SENT_LOW_WATER)
+    except OSError:
+        pass  # not TCP
+
+
 class Server(WSGIServer):
     """``WSGIServer`` with the ``Handler`` above and a ``Connections`` limit."""
 
     handler_class = Handler
 
-    def __init__(self, address, app, connections, header_timeout, idle_timeout, **kwargs):
+    def __init__(self, address, app, connections, header_timeout, idle_timeout, write_timeout=300.0, **kwargs):
         # Not a Pool: a full pool stops the accept loop, which froze the
         # server; the limit is ``Connections``' job. The group is kept so
         # that ``stop()`` can still end every handler.
@@ -263,14 +355,15 @@ class Server(WSGIServer):
         self.connections = Connections(connections)
         self.header_timeout = header_timeout
         self.idle_timeout = idle_timeout
+        self.write_timeout = write_timeout
         self._fd_warned = 0.0
 
     def wrap_socket_and_handle(self, client_socket, address):
-        """HTTPS: a client that fails the TLS handshake (plain HTTP, a wrong or
-        missing client certificate, silence) is closed with one log line."""
-        client_socket.settimeout(self.header_timeout)
+        """HTTPS: the socket is wrapped here and its handshake left to the
+        handler (``Handler._handshake``); a client that fails it (plain HTTP, a
+        wrong or missing client certificate) is closed with one log line."""
         try:
-            ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)
+            ssl_socket = self.wrap_socket(client_socket, do_handshake_on_connect=False, **self.ssl_args)
         except (OSError, ValueError) as exc:
             log.info("TLS handshake with %s failed: %s", address[0] if address else "?", _short(exc))
             client_socket.close()

@@ -197,13 +197,19 @@ def _reload(source):
 def serve(config):
     """Serve until SIGTERM/SIGINT; return the process exit code."""
     credentials, credentials_file = credentials_of(config)
-    engine = Engine(config.engine_config(), credentials=credentials)
+    if config.runtime_endpoint:
+        # grpcio's own threads would block the event loop: gevent's completion queue instead.
+        import grpc.experimental.gevent as grpc_gevent  # pylint: disable=import-outside-toplevel
+
+        grpc_gevent.init_gevent()
+    engine = Engine(config.engine_config(), credentials=credentials, runtime=config.runtime())
     jobs = open_jobs(config, engine)
     api = Api(engine, config, jobs, runner=gevent_runner)
     in_flight = InFlightRequests(api.app)
     context = tls_context(config)
     server = Server(config.address, in_flight, connections=fit_connections(config),
                     header_timeout=config.header_timeout, idle_timeout=config.idle_timeout,
+                    write_timeout=config.write_timeout,
                     log=_AccessLog(), error_log=_AccessLog(), **({"ssl_context": context} if context else {}))
     server.stop_timeout = 0.5
     if not config.loopback_only and config.token and context is None:
@@ -229,8 +235,8 @@ def serve(config):
         reason = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
         raise InvalidRequest("cannot listen on %s: %s" % (config.listen, reason), "--listen")
     host, port = server.address[:2]
-    log.info("puller listening on %s:%d, docker at %s, jobs in %s", host, port,
-             config.engine_config().docker_host, jobs.store.path)
+    log.info("puller listening on %s:%d, %s at %s, jobs in %s", host, port, engine.runtime.kind,
+             config.runtime_endpoint or config.engine_config().docker_host, jobs.store.path)
     resumed = jobs.resume(enabled=config.resume)
     if resumed:
         log.info("resumed %d job(s) left unfinished by the last run: %s", len(resumed), ", ".join(resumed))

@@ -2,11 +2,13 @@
 a registry allow-list, and a warning when a token would travel in clear text."""
 
 import subprocess
+import time
 
 import pytest
 import requests
 
-from conftest import LEAKS
+from conftest import LEAKS, report
+from slowtls import Trickle
 
 
 def _openssl(*args, cwd):
@@ -39,6 +41,45 @@ def test_https_api_and_plain_http_refused(certs, start_server):
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(server.url + "/ping", verify=str(certs / "other-ca.pem"), timeout=5)
     assert "Traceback" not in server.log() and "TLS handshake" in server.log()
+
+
+def _https(certs, *args):
+    return ("--https-cert", str(certs / "server.pem"), "--https-key", str(certs / "server.key")) + args
+
+
+def test_trickled_tls_handshakes_are_closed_after_the_header_timeout(certs, start_server):
+    server = start_server(*_https(certs, "--header-timeout", "1s"), tls={"verify": str(certs / "ca.pem")})
+    trickle = Trickle(server.port, 50)
+    try:
+        counts = trickle.run(3.0, every=0.5)  # one byte each, every half second: each read is quick
+        assert counts[0][1] == 50, counts  # still open while inside the header timeout
+        assert counts[-1][1] == 0, counts
+        assert requests.get(server.url + "/ping", verify=str(certs / "ca.pem"), timeout=5).text == "OK"
+    finally:
+        trickle.close()
+    log = server.log()
+    assert "Traceback" not in log and "TLS handshake" not in log, log[-2000:]  # timeouts are not news
+
+
+def test_fresh_https_ping_answers_while_trickled_handshakes_hold_every_slot(certs, ground, start_server):
+    server = start_server(*_https(certs), nofile=(256, 256), tls={"verify": str(certs / "ca.pem")})
+    assert "serving at most" in server.log()
+    trickle = Trickle(server.port, 300)  # more than the open-file limit allows
+    try:
+        trickle.run(2.0, every=0.5)
+        times = []
+        for _i in range(5):
+            t0 = time.monotonic()
+            assert requests.get(server.url + "/ping", verify=str(certs / "ca.pem"), timeout=5).text == "OK"
+            times.append(time.monotonic() - t0)
+        assert max(times) < 1.0, times
+        assert trickle.open() < 256  # the oldest were closed to make room
+    finally:
+        trickle.close()
+    log = server.log()
+    assert "Traceback" not in log and "Too many open files" not in log, log[-2000:]
+    report(ground, "HTTPS under ulimit -n 256 with 300 trickled ClientHellos: fresh /ping max "
+           "%.0f ms of 5" % (max(times) * 1000))
 
 
 def test_client_certificates_are_required_when_a_client_ca_is_set(certs, start_server):

@@ -103,3 +103,22 @@ def test_default_state_dir_is_one_per_listen_address(monkeypatch, tmp_path):
 def test_explicit_state_dir_keeps_its_meaning(tmp_path):
     config = from_sources({"listen": "127.0.0.1:9006", "state_dir": str(tmp_path / "s")}, environ={})
     assert config.state_path == str(tmp_path / "s")
+
+
+@pytest.mark.parametrize("flags,env,runtime,docker", [
+    ({"runtime_endpoint": "unix:///c.sock"}, {"DOCKER_HOST": "unix:///d.sock"}, "unix:///c.sock", None),
+    ({"docker_socket": "/d.sock"}, {"CONTAINER_RUNTIME_ENDPOINT": "unix:///c.sock"}, None, "/d.sock"),
+    ({}, {"CONTAINER_RUNTIME_ENDPOINT": "unix:///c.sock", "DOCKER_HOST": "unix:///d.sock"}, "unix:///c.sock", None),
+    ({}, {"DOCKER_HOST": "unix:///d.sock"}, None, "unix:///d.sock"),
+])
+def test_one_runtime_flags_win_then_the_cri_variable(flags, env, runtime, docker):
+    config = from_sources(flags, environ=env)
+    assert config.runtime_endpoint == runtime
+    if docker:
+        assert config.docker_socket == docker
+
+
+def test_runtime_endpoint_and_docker_socket_together_are_refused():
+    with pytest.raises(InvalidRequest) as err:
+        from_sources({"runtime_endpoint": "unix:///c.sock", "docker_socket": "/d.sock"}, environ={})
+    assert err.value.field == "--runtime-endpoint" and "give one of them" in err.value.message
