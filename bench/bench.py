@@ -107,20 +107,16 @@ class Bench:
         """Empty the image store (what `docker image prune -a` does)."""
         self.client.prune_images(filters={"dangling": False})
 
-    def start_server(self, *extra):
+    def start_server(self, *extra, tree=None):
+        """``tree``: another source tree's puller (one from ``git archive``), to compare with this one."""
         port = free_port()
         self.server_url = "http://127.0.0.1:%d" % port
+        env = dict(os.environ, PYTHONPATH=str(tree)) if tree else None
         self.server = subprocess.Popen(
             [sys.executable, "-m", "puller", "serve", "--listen", "127.0.0.1:%d" % port,
              "--docker-socket", self.socket, "--log-level", "WARNING",
-             "--state-dir", tempfile.mkdtemp(prefix="puller-bench-state-")] + list(extra))
-        for _attempt in range(100):
-            try:
-                requests.get(self.server_url + "/ping", timeout=1)
-                return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError("puller serve did not start")
+             "--state-dir", tempfile.mkdtemp(prefix="puller-bench-state-")] + list(extra), cwd=tree, env=env)
+        wait_for_ping(self.server_url)
 
     def stop(self):
         if self.server:
@@ -225,3 +221,14 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+def wait_for_ping(url, tries=100, log=None):
+    """Until a just started ``puller serve`` answers ``/ping``; ``log()`` says why when it never does."""
+    for _attempt in range(tries):
+        try:
+            requests.get(url + "/ping", timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError("puller serve did not start" + (": %s" % log() if log else ""))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import requests
 
-from bench import free_port, print_rows, read_env, test_ground
+from bench import free_port, print_rows, read_env, test_ground, wait_for_ping
 
 HELPER = "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread -r server\n%s\n"
 
@@ -38,13 +38,7 @@ class Server:
             [sys.executable, "-m", "puller", "serve", "--listen", "127.0.0.1:%d" % port, "--docker-socket",
              env["PULLER_TEST_DOCKER_SOCKET"], "--state-dir", tempfile.mkdtemp(dir=tmp)] + list(args),
             env=dict(os.environ, **extra_env), stdout=self.log, stderr=subprocess.STDOUT)
-        for _attempt in range(200):
-            try:
-                requests.get(self.url + "/ping", timeout=1)
-                return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError("puller serve did not start")
+        wait_for_ping(self.url, tries=200)
 
     def stop(self):
         if self.proc.poll() is None:

@@ -37,7 +37,7 @@ from pathlib import Path
 import docker
 import requests
 
-from bench import free_port, print_rows, read_env, test_ground
+from bench import free_port, print_rows, read_env, test_ground, wait_for_ping
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 ACCESS = re.compile(r'^(\S+ \S+) INFO puller\.server: .*"GET (\S+) HTTP/1\.1" (\d+) (\d+|-)', re.M)
@@ -56,13 +56,7 @@ class Server:
              "--state-dir", str(self.log_path.parent / "state"), "--max-images", "20000",
              "--max-body", str(8 << 20)] + list(extra),
             cwd=tree, env=env_vars, stdout=self._log, stderr=subprocess.STDOUT)
-        for _attempt in range(100):
-            try:
-                requests.get(self.url + "/ping", timeout=1)
-                return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError("puller serve did not start: %s" % self.log())
+        wait_for_ping(self.url, log=self.log)
 
     def log(self):
         return self.log_path.read_text(errors="replace")

@@ -140,6 +140,16 @@ def report(ground, line):
         fh.write(line + "\n")
 
 
+def fixture_set(ground, name, count, layers, kib):
+    """``NAME/img-01`` ... of the open registry (``testenv.sh fixtures``), built and pushed once a test ground."""
+    url = "http://%s/v2/%s/img-%02d/manifests/latest" % (ground.registry, name, count)
+    accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
+    if requests.head(url, headers={"Accept": accept}, timeout=10).status_code != 200:
+        subprocess.run(["bash", str(TESTENV), "fixtures", ground.dir, name, str(count), str(layers), str(kib)],
+                       check=True, stdout=subprocess.DEVNULL)
+    return ["%s/img-%02d" % (name, n) for n in range(1, count + 1)]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -150,8 +160,9 @@ class ServerProcess:
     """``puller serve`` as a real subprocess, logging to a file we can search."""
 
     def __init__(self, ground, tmp_path, args=(), env=None, listen_host="127.0.0.1", nofile=None, tls=None,
-                 port=None, default_state_dir=False):
+                 port=None, default_state_dir=False, runtime="docker"):
         # default_state_dir: no --state-dir, so the server picks its own (set XDG_STATE_HOME in env)
+        # runtime="cri": the test ground's containerd (its CRI endpoint) instead of its dockerd
         self.port = port or free_port()
         # tls: {"verify": CA file, "cert": (client cert, key) or None} for a server started with --https-*
         self.tls = tls
@@ -162,8 +173,10 @@ class ServerProcess:
         LEAKS.servers.append(self)
         full_env = dict(os.environ)
         full_env.update(env or {})
-        cmd = [sys.executable, "-m", "puller", "serve", "--listen", "%s:%d" % (listen_host, self.port),
-               "--docker-socket", ground.socket, "--backoff-base", "50ms", "--drain-timeout", "30s"]
+        daemon = ["--runtime-endpoint", ground.env["PULLER_TEST_CRI_ENDPOINT"]] if runtime == "cri" else [
+            "--docker-socket", ground.socket]
+        cmd = [sys.executable, "-m", "puller", "serve", "--listen", "%s:%d" % (listen_host, self.port)] + daemon + [
+            "--backoff-base", "50ms", "--drain-timeout", "30s"]
         if "--state-dir" not in args and not default_state_dir:
             self.state_dir = tmp_path / ("state-%d" % self.port)
             cmd += ["--state-dir", str(self.state_dir)]

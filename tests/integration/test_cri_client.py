@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import LEAKS, TESTENV, _read_env, free_port, report
+from conftest import LEAKS, TESTENV, _read_env, fixture_set, free_port, report
 from faultproxy import FaultProxy
 from puller.core._cri_api import CriClient, PullCancelled, host_platform
 from puller.core._errors import DaemonUnavailable, DeadlineExceeded, PermanentPullError, TransientPullError
@@ -89,11 +89,7 @@ def cri(cri_env):
 @pytest.fixture(scope="session")
 def big_image(ground):
     """``localhost:PORT/cri-big/img-01``, built and pushed once."""
-    url = "http://%s/v2/%s/img-01/manifests/latest" % (ground.registry, BIG)
-    if requests.head(url, headers={"Accept": MANIFEST_TYPES}, timeout=10).status_code != 200:
-        subprocess.run(["bash", str(TESTENV), "fixtures", ground.dir, BIG, "1", "2", str(BIG_LAYER_KIB)],
-                       check=True, stdout=subprocess.DEVNULL)
-    return "%s/img-01" % BIG
+    return fixture_set(ground, BIG, 1, 2, BIG_LAYER_KIB)[0]
 
 
 @pytest.fixture

@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from conftest import LEAKS, TESTENV, report
+from conftest import LEAKS, fixture_set, report
 from faultproxy import FaultProxy, Rules
 from mirrors import layer_digests
 from puller.core._errors import DaemonUnavailable, DeadlineExceeded, PermanentPullError, TransientPullError
@@ -27,7 +26,7 @@ from puller.jobs.model import Entry
 import test_cri_client
 import test_registry_client
 from criwatch import AgentProxy, Watch, empty_store, pull
-from test_cri_client import MANIFEST_TYPES, SlowProxy, _containerd, registry_digest, wait_until
+from test_cri_client import SlowProxy, _containerd, registry_digest, wait_until
 from test_registry_client import INDEX_REPO, TOKEN_PASSWORD, TOKEN_USER
 
 # The fixtures of the CRI client's and the registry client's tests, here too.
@@ -44,11 +43,7 @@ RATE = 2 << 20  # bytes a second per connection through the slow proxy: a pull l
 @pytest.fixture(scope="session")
 def big_set(ground):
     """``crirt-big/img-01`` and ``-02``, built and pushed once."""
-    url = "http://%s/v2/%s/img-02/manifests/latest" % (ground.registry, SET)
-    if requests.head(url, headers={"Accept": MANIFEST_TYPES}, timeout=10).status_code != 200:
-        subprocess.run(["bash", str(TESTENV), "fixtures", ground.dir, SET, "2", "2", str(LAYER_KIB)],
-                       check=True, stdout=subprocess.DEVNULL)
-    return ["%s/img-%02d" % (SET, n) for n in (1, 2)]
+    return fixture_set(ground, SET, 2, 2, LAYER_KIB)
 
 
 @pytest.fixture
