@@ -11,13 +11,22 @@ Prints one table:
   4 clients; goal p99 < 50 ms;
 - a 1 000-image job (1 000 tags of the fixture set, pushed as manifests only):
   SQLite writes counted and timed by the store (``/debug/dump``), as a share
-  of the job's wall time; goal <= 2 %.
+  of the job's wall time; goal <= 2 %;
+- what grows with a job's size: dry runs of 1 000, 4 000 and 20 000 images
+  (``/pull``, nothing asked of a registry), whose bookkeeping must stay
+  linear; ``GET /jobs?limit=20`` over 20 finished 1 000-image jobs, from
+  memory and after a restart (from the store), and ``/ping`` while 5 clients
+  list them without pause. ``--baseline DIR`` runs these against the source
+  tree in DIR too (e.g. ``git archive HEAD | tar -x -C DIR``), side by side.
 """
 
 import argparse
+import os
 import statistics
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import requests
 
@@ -153,13 +162,113 @@ def measure(bench, runs):
     return rows
 
 
+DRY_RUNS = (1000, 4000, 20000)
+LISTED_JOBS, LISTED_SIZE = 20, 1000
+
+
+def _timed(method, url, session=requests, **kwargs):
+    t0 = time.perf_counter()
+    resp = session.request(method, url, timeout=3600, **kwargs)
+    assert resp.status_code == 200, resp.text[:300]
+    return time.perf_counter() - t0
+
+
+def _listing_ms(url, times=20):
+    session = requests.Session()  # one connection, as the page keeps: the listing is timed, not TCP's set-up
+    return statistics.median(_timed("GET", url + "/jobs?limit=%d" % LISTED_JOBS, session)
+                             for _i in range(times)) * 1000
+
+
+def _pings_while_listing(url, clients=5, seconds=5.0):
+    stop, pings = threading.Event(), []
+
+    def poll():
+        session = requests.Session()
+        while not stop.is_set():
+            session.get(url + "/jobs?limit=%d" % LISTED_JOBS, timeout=60)
+
+    threads = [threading.Thread(target=poll) for _i in range(clients)]
+    threads.append(threading.Thread(target=ping_latencies, args=(url, stop, pings)))
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return percentile(pings, 50), percentile(pings, 99)
+
+
+def scaling(bench, tree=None):
+    """The figures that grow with a job's size, for this checkout (``tree`` None) or the tree at ``tree``."""
+    if tree and not Path(tree, "puller", "core").exists():
+        # The package maps puller.core to the collection's module_utils; a bare tree needs the link.
+        os.symlink(os.path.join("..", "plugins", "module_utils"), os.path.join(tree, "puller", "core"))
+    name, count = PRESETS["many-small"][:2]
+    base = "%s/%s/img-%%02d:dry%%05d" % (bench.registry, name)
+    extra = ("--state-dir", tempfile.mkdtemp(prefix="puller-bench-state-"), "--max-images", str(max(DRY_RUNS)),
+             "--max-body", str(8 << 20))
+    out = {}
+    bench.start_server(*extra, tree=tree)
+    try:
+        for n in DRY_RUNS:
+            refs = [base % (i % count + 1, i) for i in range(n)]
+            before = requests.get(bench.server_url + "/debug/dump", timeout=10).json()["store"]
+            out["dry %d" % n] = _timed("POST", bench.server_url + "/pull",
+                                       json={"dry_run": True, "concurrency": 10, "images": refs})
+            after = requests.get(bench.server_url + "/debug/dump", timeout=10).json()["store"]
+            out["writes %d" % n] = (after["writes"] - before["writes"],
+                                    after["write_seconds"] - before["write_seconds"])
+        for _i in range(LISTED_JOBS):  # the newest 20: finished, 1 000 images each
+            _timed("POST", bench.server_url + "/pull", json={"dry_run": True, "concurrency": 10, "images": [
+                base % (i % count + 1, i) for i in range(LISTED_SIZE)]})
+        out["list live"] = _listing_ms(bench.server_url)
+        out["pings"] = _pings_while_listing(bench.server_url)
+    finally:
+        bench.stop()
+    bench.start_server(*extra, tree=tree)  # the same state dir: the jobs are read from the store
+    try:
+        out["list stored"] = _listing_ms(bench.server_url)
+    finally:
+        bench.stop()
+    return out
+
+
+def scaling_rows(after, before=None):
+    def shown(key, fmt):
+        value = fmt(after[key])
+        return value if before is None else "%s (before: %s)" % (value, fmt(before[key]))
+
+    def seconds(v):
+        return "%.2f s" % v
+
+    rows = []
+    for n in DRY_RUNS:
+        per = "%.0f us per image" % (1e6 * after["dry %d" % n] / n)
+        if before is not None:
+            per += " (before: %.0f us)" % (1e6 * before["dry %d" % n] / n)
+        rows.append(("dry run of %d images (/pull)" % n, shown("dry %d" % n, seconds), per + "; goal: flat"))
+    rows.append(("SQLite writes for the 1 000-image dry run",
+                 shown("writes 1000", lambda v: "%d writes, %.3f s" % tuple(v)), "counted and timed by the store"))
+    for key, label in (("list live", "this server's"), ("list stored", "after a restart: the store's")):
+        rows.append(("GET /jobs?limit=20, %s 20 finished 1 000-image jobs" % label,
+                     shown(key, lambda v: "%.1f ms" % v), "median of 20"))
+    rows.append(("/ping p50 / p99 while 5 clients list them without pause",
+                 shown("pings", lambda v: "%.2f / %.2f ms" % v), ""))
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--baseline", metavar="DIR", help="another source tree to measure the growing figures of")
+    parser.add_argument("--only-scaling", action="store_true", help="only the figures that grow with a job's size")
     args = parser.parse_args()
     with test_ground() as env_dir:
-        rows = measure(Bench(env_dir), args.runs)
+        bench = Bench(env_dir)
+        rows = [] if args.only_scaling else measure(bench, args.runs)
+        before = scaling(bench, os.path.abspath(args.baseline)) if args.baseline else None
+        rows += scaling_rows(scaling(bench), before)
     print_rows(rows, args.json)
 
 

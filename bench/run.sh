@@ -4,7 +4,8 @@
 #   bench/run.sh pull       # bench.py only:  puller /pull vs xargs -P, docker-py threads, serial
 #   bench/run.sh ansible    # ansible_bench.py only: prefetch vs community.docker loop vs xargs -P
 #   bench/run.sh server     # server_bench.py only: latency under load, RSS, 50 identical requests
-#   bench/run.sh jobs       # jobs_bench.py only: watchers' overhead, 5 jobs at once, SQLite's share
+#   bench/run.sh jobs       # jobs_bench.py only: watchers' overhead, 5 jobs at once, SQLite's share, what grows
+#                           # with a job's size (add --baseline DIR: side by side with the tree in DIR)
 #   bench/run.sh fleet      # fleet_bench.py only: N hosts direct vs through a mirror, over the slow link
 # Then bench/report.py writes the tables into README.md and draws bench/chart.png.
 # community.docker comes with the `ansible` package, installed only into the
@@ -41,7 +42,7 @@ if [ "$what" = all ] || [ "$what" = server ]; then
   "$venv/bin/python" bench/server_bench.py --json bench/results/server.json
 fi
 if [ "$what" = all ] || [ "$what" = jobs ]; then
-  "$venv/bin/python" bench/jobs_bench.py --json bench/results/jobs.json
+  "$venv/bin/python" bench/jobs_bench.py --json bench/results/jobs.json "$@"
 fi
 if [ "$what" = all ] || [ "$what" = fleet ]; then
   "$venv/bin/python" bench/fleet_bench.py --json bench/results/fleet.json

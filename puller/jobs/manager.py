@@ -5,10 +5,8 @@ Every pull the server makes is a job: ``POST /jobs`` answers at once, ``POST
 (a greenlet under the server's monkey patching) on the shared engine, so the
 engine's caps, shared pulls, retries and deadlines apply unchanged.
 
-Credentials live only in memory, in the ``PullRequest`` of a running job; the
-store keeps the request without them. A job resumed after a restart therefore
-cannot pull again the images that needed credentials: they end failed, saying
-so, and the rest are pulled.
+What the store keeps of a request, and the jobs a restart finds unfinished,
+are ``puller.jobs.resume``'s.
 """
 
 import collections
@@ -24,16 +22,16 @@ from puller.core._request import parse_pull_request
 from puller.core._shared import STATUS_CANCELLED, STATUS_PULLED
 from puller.jobs import model
 from puller.jobs.events import Broker
-from puller.jobs.store import JobStore
+from puller.jobs.resume import Resuming, public_body
+from puller.jobs.resume import needs_auth as _needs_auth
+from puller.jobs.store import JobStore, StoreUnavailable
+from puller.jobs.writes import KeptWrites
 
 log = logging.getLogger("puller.jobs")
 
 SUCCESS_STATUSES = (STATUS_PULLED, STATUS_UP_TO_DATE, STATUS_PRESENT, STATUS_WOULD_PULL)
 PROGRESS_INTERVAL = 0.25  # seconds between progress events of one image
 RECENT_IN_MEMORY = 100
-NOT_RESUMABLE = ("interrupted by a restart: credentials are never stored, so this image was not pulled "
-                 "again; submit it again")
-NEVER_PULLED = "interrupted: puller stopped before this image was pulled"
 
 
 class TooManyJobs(PullerError):
@@ -46,27 +44,6 @@ class NoSuchJob(PullerError):
 
 class JobEnded(PullerError):
     pass
-
-
-def public_body(body):
-    """The request body without credentials: what the store may keep."""
-    images = []
-    for item in body.get("images") or []:
-        if isinstance(item, dict):
-            kept = {k: v for k, v in item.items() if k in ("image", "tag", "project")}
-            if item.get("auth_config"):
-                kept["had_credentials"] = True
-            images.append(kept)
-        else:
-            images.append(item)
-    kept = {k: body[k] for k in ("concurrency", "retry", "pull", "dry_run", "timeout", "mirrors") if k in body}
-    kept["images"] = images
-    return kept
-
-
-def _needs_auth(body, index):
-    item = (body.get("images") or [])[index]
-    return isinstance(item, dict) and bool(item.get("auth_config") or item.get("had_credentials"))
 
 
 class _Run:
@@ -82,7 +59,9 @@ class _Run:
         self.last_progress = {}
 
 
-class JobManager:
+class JobManager(Resuming):
+    _run_type = _Run  # what ``Resuming`` makes the runs of resumed jobs with
+
     def __init__(self, engine, store: JobStore, runner, *, max_jobs, retention, max_images, metrics=None):
         self.engine = engine
         self.store = store
@@ -97,6 +76,8 @@ class JobManager:
         self._recent = collections.OrderedDict()  # job id -> Job, ended here lately (served from memory)
         self.events = Broker()
         self._stopping = False
+        self.writes = KeptWrites(store)  # a running job's writes: kept while the store refuses them
+        self._refusing = False  # the store refused the last new job
 
     # -- submitting ---------------------------------------------------------------
     def submit(self, request, body, kind="job"):
@@ -107,9 +88,21 @@ class JobManager:
             job = self._new_job(uuid.uuid4().hex, kind, request, body)
             run = _Run(job, request, [spec.index for spec in request.specs], {})
             self._runs[job.id] = run
-        self.store.insert({"id": job.id, "kind": kind, "status": job.status, "created": job.created,
-                           "created_ts": job.created_ts}, public_body(body),
-                          [(e.index, e.phase) for e in job.entries])
+        try:
+            self.store.insert({"id": job.id, "kind": kind, "status": job.status, "created": job.created,
+                               "created_ts": job.created_ts}, public_body(body),
+                              [(e.index, e.phase) for e in job.entries])
+        except BaseException as exc:
+            with self._lock:  # a job the store did not take holds no slot
+                self._runs.pop(job.id, None)
+            if isinstance(exc, StoreUnavailable) and not self._refusing:
+                self._refusing = True
+                log.error("new jobs are refused until the store takes writes again: %s", exc)
+            raise
+        if self._refusing:
+            self._refusing = False
+            log.info("the job store takes writes again; new jobs are accepted")
+        self.writes.flush()  # the store takes writes: what it refused before goes in now
         self._start(run)
         return job
 
@@ -133,9 +126,13 @@ class JobManager:
         job = run.job
         try:
             if job.resumed:
-                self.store.update_job(job.id, resumed=job.resumed)
+                self.writes.update_job(job.id, resumed=job.resumed)
                 self._publish(job, {"type": "status", "status": job.status, "resumed": job.resumed})
             t0 = time.monotonic()
+            if run.request is None:  # resumed with every image ended: the rows are the report
+                rows = dict(run.kept_rows)
+                self._end(run, self._status(job, rows), self._report(job, rows, None, t0), rows)
+                return
             try:
                 report = self.engine.pull(run.request, runner=self.runner,
                                           on_event=lambda event: self._on_event(run, event), cancel=job.cancel)
@@ -156,7 +153,7 @@ class JobManager:
             if job.status != model.QUEUED:
                 return
             job.status, job.started = model.RUNNING, job.started or rfc3339_now()
-        self.store.update_job(job.id, status=job.status, started=job.started)
+        self.writes.update_job(job.id, status=job.status, started=job.started)
         self._publish(job, {"type": "status", "status": job.status, "resumed": job.resumed})
 
     def _on_event(self, run, event):
@@ -198,7 +195,7 @@ class JobManager:
             progress = round(job.progress, 1)
         if not rows:
             return
-        self.store.finish_entries(job.id, rows)
+        self.writes.finish_entries(job.id, rows)
         self._publish(job, {"type": "done", "image": event.reference, "indexes": [r[0] for r in rows],
                             "status": done.status, "phase": phase, "attempts": done.attempts,
                             "errmsg": done.error or "", "job_progress": progress})
@@ -232,37 +229,40 @@ class JobManager:
 
     def _end(self, run, status, report, rows=None):
         job = run.job
-        if run.shutdown:
-            # Stopped by a shutdown: left queued in the store for the next start.
-            self.store.update_job(job.id, status=model.QUEUED)
-            self._publish(job, {"type": "shutdown", "status": model.QUEUED})
-        else:
-            finished = []
-            with job.lock:
-                for index, row in (rows or {}).items():
-                    entry = job.entries[index]
-                    phase = model.SUCCEEDED if row["status"] in SUCCESS_STATUSES else (
-                        model.CANCELLED if row["status"] == STATUS_CANCELLED else model.FAILED)
-                    entry.phase, entry.row = phase, row
-                    finished.append((index, phase, entry.attempts, row))
-                job.status, job.report, job.finished = status, report, rfc3339_now()
-            if finished:  # the rows with image IDs replace those written as images ended
-                self.store.finish_entries(job.id, finished)
-            self.store.update_job(job.id, status=status, finished=job.finished, finished_ts=time.time(),
-                                  report=report, error=job.error)
-            if self.metrics is not None:
-                self.metrics.job_ended(status, time.time() - job.created_ts, report if job.kind == "job" else None)
-            final = {"type": "report", "ok": status == model.SUCCEEDED, "status": status}
-            final.update(report or {"error": job.error})
-            self._publish(job, final)
-        with self._lock:
-            self._runs.pop(job.id, None)
-            if not run.shutdown:
-                self._recent[job.id] = job
-                while len(self._recent) > RECENT_IN_MEMORY:  # older ones are read from the store
-                    self._recent.popitem(last=False)
-        self.events.close(job.id)
-        run.done.set()
+        try:
+            if run.shutdown:
+                # Stopped by a shutdown: left queued in the store for the next start.
+                self.writes.update_job(job.id, status=model.QUEUED)
+                self._publish(job, {"type": "shutdown", "status": model.QUEUED})
+            else:
+                finished = []
+                with job.lock:
+                    for index, row in (rows or {}).items():
+                        entry = job.entries[index]
+                        phase = model.SUCCEEDED if row["status"] in SUCCESS_STATUSES else (
+                            model.CANCELLED if row["status"] == STATUS_CANCELLED else model.FAILED)
+                        entry.phase, entry.row = phase, row
+                        finished.append((index, phase, entry.attempts, row))
+                    job.status, job.report, job.finished = status, report, rfc3339_now()
+                if finished:  # the rows with image IDs replace those written as images ended
+                    self.writes.finish_entries(job.id, finished)
+                self.writes.update_job(job.id, status=status, finished=job.finished, finished_ts=time.time(),
+                                       report=report, error=job.error)
+                if self.metrics is not None:
+                    self.metrics.job_ended(status, time.time() - job.created_ts,
+                                           report if job.kind == "job" else None)
+                final = {"type": "report", "ok": status == model.SUCCEEDED, "status": status}
+                final.update(report or {"error": job.error})
+                self._publish(job, final)
+        finally:  # whatever happened above, the job leaves its slot and its waiters hear of it
+            with self._lock:
+                self._runs.pop(job.id, None)
+                if not run.shutdown:
+                    self._recent[job.id] = job
+                    while len(self._recent) > RECENT_IN_MEMORY:  # older ones are read from the store
+                        self._recent.popitem(last=False)
+            self.events.close(job.id)
+            run.done.set()
 
     # -- reading ------------------------------------------------------------------
     def get(self, job_id):
@@ -283,11 +283,14 @@ class JobManager:
         for row in self.store.list(status, limit):
             with self._lock:
                 run = self._runs.get(row["id"])
-            if run is not None:
-                with run.job.lock:
-                    jobs.append(run.job.as_dict(images=False))
+                live = run.job if run is not None else self._recent.get(row["id"])
+            if live is not None:  # what memory says is newer, also when the store could not take writes
+                with live.lock:
+                    job = live.as_dict(images=False)
             else:
-                jobs.append(self._rehydrate(row, None).as_dict(images=False))
+                job = self._rehydrate(row, None).as_dict(images=False)
+            if status is None or job["status"] == status:
+                jobs.append(job)
         return jobs
 
     def wait(self, job_id, timeout=None):
@@ -322,66 +325,18 @@ class JobManager:
         self.events.publish(job.id, event)
 
     # -- restarts, retention, shutdown --------------------------------------------
-    def resume(self, enabled=True):
-        """Jobs queued or running when the last process stopped: run the rest, or mark them interrupted."""
-        resumed = []
-        for job_row, entries in self.store.unfinished():
-            job = self._rehydrate(job_row, entries)
-            if not enabled:
-                self._interrupt(job)
-                continue
-            run = self._resumable(job)
-            with self._lock:
-                self._runs[job.id] = run
-            resumed.append(job.id)
-            self._start(run)
-        return resumed
-
     @staticmethod
     def _rehydrate(job_row, entries):
         return model.Job.from_store(job_row, entries)
 
-    def _resumable(self, job):
-        remaining = [e.index for e in job.entries if not e.ended]
-        body = dict(job.request, images=[job.request["images"][i] for i in remaining])
-        for index in remaining:  # credentials are never stored: those images cannot be pulled again
-            if _needs_auth(job.request, index):
-                entry = job.entries[index]
-                entry.needs_auth = True
-                entry.phase, entry.row = model.FAILED, self._unpulled_row(entry, NOT_RESUMABLE, "failed")
-                self.store.finish_entries(job.id, [(index, entry.phase, entry.attempts, entry.row)])
-        remaining = [e.index for e in job.entries if not e.ended]
-        body = dict(job.request, images=[job.request["images"][i] for i in remaining])
-        request = self.parse(body, max_images=max(self.max_images, len(remaining))) if remaining else None
-        if request is not None:
-            job.map_references((str(spec.ref), remaining[spec.index]) for spec in request.specs)
-        job.resumed += 1
-        job.status = model.QUEUED
-        return _Run(job, request, remaining, {e.index: e.row for e in job.entries if e.ended})
-
-    @staticmethod
-    def _unpulled_row(entry, message, status):
-        return {"image": entry.image, "tag": entry.tag, "project": entry.project, "cost": "0s",
-                "retried": entry.attempts, "errmsg": message, "digest": "", "id": "", "previous_id": "",
-                "status": status}
-
-    def _interrupt(self, job):
-        rows = []
-        for entry in job.entries:
-            if not entry.ended:
-                row = self._unpulled_row(entry, NEVER_PULLED, STATUS_CANCELLED)
-                entry.phase, entry.row = model.CANCELLED, row
-                rows.append((entry.index, entry.phase, entry.attempts, row))
-        ordered = [e.row for e in job.entries]
-        report = {"success": [r for r in ordered if r["status"] in SUCCESS_STATUSES],
-                  "failure": [r for r in ordered if r["status"] not in SUCCESS_STATUSES],
-                  "startAt": job.started or job.created, "cost": "0s"}
-        self.store.finish_entries(job.id, rows)
-        self.store.update_job(job.id, status=model.INTERRUPTED, finished=rfc3339_now(), finished_ts=time.time(),
-                              report=report)
-
     def purge(self):
-        deleted = self.store.purge(time.time() - self.retention)
+        """Run now and then: deletes old jobs, and writes what the store refused before."""
+        self.writes.flush()
+        try:
+            deleted = self.store.purge(time.time() - self.retention)
+        except StoreUnavailable as exc:
+            log.warning("old jobs are not deleted yet: %s", exc)
+            deleted = 0
         cutoff = time.time() - self.retention
         with self._lock:
             for job_id in [j for j, job in self._recent.items() if job.created_ts < cutoff]:
@@ -400,4 +355,6 @@ class JobManager:
             run.job.cancel.set()
         for run in left:
             run.done.wait(5)
+        if not self.writes.flush():
+            log.error("the job store cannot be written: the state of %d job(s) is lost", self.writes.pending())
         return len(left)

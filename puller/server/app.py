@@ -19,8 +19,9 @@ from puller.core._errors import InvalidRequest, RequestForbidden
 from puller.core._godur import rfc3339_now
 from puller.core._request import check_mirrors_allowed, parse_pull_request
 from puller.jobs.model import SUCCEEDED
+from puller.jobs.store import StoreUnavailable
 from puller.server.answers import error_answer, json_answer
-from puller.server.jobs_api import NDJSON, JobRoutes, wants
+from puller.server.jobs_api import NDJSON, JobRoutes, store_unavailable, wants
 from puller.server.metrics import Metrics
 from puller.server.openapi import openapi_document
 
@@ -204,7 +205,11 @@ class Api:
             status = 403 if isinstance(exc, RequestForbidden) else 400
             self.metrics.observe(status)
             return _error(status, exc.message, exc.field)
-        job = self.jobs.submit(request, body, kind="pull")
+        try:
+            job = self.jobs.submit(request, body, kind="pull")
+        except StoreUnavailable as exc:
+            self.metrics.observe(503)
+            return store_unavailable(exc)
         if wants(NDJSON):
             state, subscription = self.jobs.subscribe(job.id)
             return JobRoutes(self).stream(job.id, state, subscription)
@@ -214,7 +219,8 @@ class Api:
                 return _error(503, "the server is shutting down; the job %s resumes at its next start" % job.id,
                               None, {"Retry-After": "5"})
             self.metrics.observe(503)
-            return _error(503, job.error, "docker_socket", {"Retry-After": "5"})
+            daemon = "runtime_endpoint" if self.config.runtime_endpoint else "docker_socket"
+            return _error(503, job.error, daemon, {"Retry-After": "5"})
         status = 200 if job.status == SUCCEEDED else 500
         self.metrics.observe(status, job.report)
         return _json(status, job.report)

@@ -13,6 +13,7 @@ import bottle
 from puller.core._errors import InvalidRequest, RequestForbidden
 from puller.jobs.manager import JobEnded, NoSuchJob, TooManyJobs
 from puller.jobs.model import JOB_STATUSES
+from puller.jobs.store import StoreUnavailable
 from puller.server.answers import error_answer, json_answer
 
 NDJSON = "application/x-ndjson"
@@ -20,6 +21,12 @@ SSE = "text/event-stream"
 HEARTBEAT = 15.0  # seconds between keep-alive lines when nothing happens
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 1000
+STORE_RETRY_AFTER = "30"  # a full disk under the state dir takes someone's action to clear
+
+
+def store_unavailable(exc):
+    """A job the store could not take (``StoreUnavailable``): 503, naming the state dir and the reason."""
+    return error_answer(503, str(exc), "state_dir", {"Retry-After": STORE_RETRY_AFTER})
 
 
 def wants(media_type):
@@ -49,6 +56,8 @@ class JobRoutes:
             job = self.jobs.submit(request, body, kind="job")
         except TooManyJobs as exc:
             return error_answer(429, str(exc), "jobs", {"Retry-After": "10"})
+        except StoreUnavailable as exc:
+            return store_unavailable(exc)
         accepted = {"id": job.id, "status": "queued", "kind": job.kind, "created": job.created,
                     "desired": len(job.entries)}
         return json_answer(202, accepted, {"Location": "/jobs/%s" % job.id})

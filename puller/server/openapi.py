@@ -124,7 +124,8 @@ def openapi_document(version):
         "401": _json("Error", "A token is configured and was not given."),
         "408": _json("Error", "The body did not arrive in time."),
         "413": _json("Error", "Body too large."),
-        "503": _json("Error", "The Docker daemon is unreachable."),
+        "503": _json("Error", "The Docker daemon is unreachable, or the job store cannot be written "
+                              "(field state_dir, Retry-After)."),
     }
     return {
         "openapi": "3.0.3",
