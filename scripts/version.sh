@@ -11,5 +11,13 @@ python=$(bash "$root/scripts/bootstrap.sh")
 cd "$root"
 sed -i "s/^__version__ = \".*\"/__version__ = \"$version\"/" puller/__init__.py
 sed -i "s/^version: .*/version: $version/" galaxy.yml
-"$(dirname "$python")/antsibull-changelog" release --version "$version"
+# antsibull-changelog reads the collection's plugins with ansible-doc, which
+# wants it at ansible_collections/bbklab/puller.
+tree=$(mktemp -d)
+trap 'rm -rf "$tree"' EXIT
+mkdir -p "$tree/ansible_collections/bbklab"
+ln -s "$root" "$tree/ansible_collections/bbklab/puller"
+(cd "$tree/ansible_collections/bbklab/puller" &&
+  PATH="$(dirname "$python"):$PATH" ANSIBLE_COLLECTIONS_PATH="$tree" antsibull-changelog release --version "$version")
+rm -f changelogs/.plugin-cache.yaml
 echo "version.sh: $version in puller/__init__.py, galaxy.yml and CHANGELOG.rst" >&2
