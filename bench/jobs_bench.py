@@ -246,7 +246,8 @@ def scaling_rows(after, before=None):
         per = "%.0f us per image" % (1e6 * after["dry %d" % n] / n)
         if before is not None:
             per += " (before: %.0f us)" % (1e6 * before["dry %d" % n] / n)
-        rows.append(("dry run of %d images (/pull)" % n, shown("dry %d" % n, seconds), per + "; goal: flat"))
+        rows.append(("dry run of %s images (/pull)" % format(n, ",").replace(",", " "), shown("dry %d" % n, seconds),
+                     per + "; goal: flat"))
     rows.append(("SQLite writes for the 1 000-image dry run",
                  shown("writes 1000", lambda v: "%d writes, %.3f s" % tuple(v)), "counted and timed by the store"))
     for key, label in (("list live", "this server's"), ("list stored", "after a restart: the store's")):

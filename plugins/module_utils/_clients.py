@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) puller developers
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The two ways the prefetch module reaches a daemon; both speak the ``/pull`` body.
+"""The two ways the prefetch module reaches a runtime; both speak the ``/pull`` body.
 
 ``EngineClient`` drives the engine in-process (direct mode, threads);
 ``ApiClient`` posts to a running ``puller serve`` (API mode). Both return the
@@ -18,9 +18,10 @@ import time
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import open_url
 
-from ._engine import Engine, EngineConfig, run_in_threads
+from ._engine import DEFAULT_DAEMON_TIMEOUT, Engine, EngineConfig, run_in_threads
 from ._errors import DaemonUnavailable, InvalidRequest, PullerError
 from ._request import parse_pull_request
+from ._runtime_cri import CriRuntime
 
 
 class ApiError(PullerError):
@@ -28,18 +29,28 @@ class ApiError(PullerError):
 
 
 class EngineClient:
-    """Direct mode; ``mirrors`` (parsed) and ``mirror_auth`` are the playbook's, so trusted."""
+    """Direct mode; ``mirrors`` (parsed) and ``mirror_auth`` are the playbook's, so trusted.
+
+    ``runtime_endpoint``, when given, is a CRI runtime (a Kubernetes node's
+    containerd) to pull through instead of the Docker daemon at ``docker_host``.
+    """
 
     def __init__(self, docker_host, deadline, max_daemon_pulls, mirrors=None, mirror_auth=None, credentials=None,
-                 tls=None, api_version="auto", daemon_timeout=None):
+                 tls=None, api_version="auto", daemon_timeout=None, runtime_endpoint=None):
         config = EngineConfig(docker_host=docker_host, deadline=deadline, max_daemon_pulls=max_daemon_pulls, tls=tls,
                               api_version=api_version, **({"daemon_timeout": daemon_timeout} if daemon_timeout else {}))
-        self.engine = Engine(config, credentials=credentials)
+        runtime = CriRuntime(runtime_endpoint, timeout=daemon_timeout or DEFAULT_DAEMON_TIMEOUT) \
+            if runtime_endpoint else None
+        self.engine = Engine(config, credentials=credentials, runtime=runtime)
+        if mirrors and not self.engine.runtime.can_mirror:
+            raise InvalidRequest("the CRI runtime pulls through the node's own mirrors: write them into its "
+                                 "hosts.toml with the role bbklab.puller.cri_mirrors instead", "mirrors")
         self.mirrors = mirrors or {}
         self.mirror_auth = dict(mirror_auth or {})
 
     def pull(self, body):
-        request = parse_pull_request(body, mirrors=self.mirrors, mirror_auth=self.mirror_auth)
+        request = parse_pull_request(body, mirrors=self.mirrors, mirror_auth=self.mirror_auth,
+                                     runtime=self.engine.runtime)
         return self.engine.pull(request, runner=run_in_threads).as_dict()
 
 

@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) puller developers
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The daemon connection options of the modules (doc fragment ``bbklab.puller.docker``),
-defined once: the argument spec and what they mean for the engine."""
+"""The daemon connection options of the modules (doc fragments ``bbklab.puller.docker``
+and ``bbklab.puller.runtime``), defined once: the argument spec and what they mean for the engine."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -14,6 +14,9 @@ from ._daemon import DaemonTLS
 from ._errors import InvalidRequest
 
 DEFAULT_DAEMON_TIMEOUT = 60  # seconds, as community.docker's timeout
+# Where kubespray and most installs put containerd's socket (crictl's default too).
+DEFAULT_CRI_ENDPOINT = "unix:///run/containerd/containerd.sock"
+RUNTIMES = ("auto", "docker", "cri")
 
 
 def connection_argument_spec():
@@ -33,7 +36,22 @@ def connection_argument_spec():
         tls=dict(type="bool", default=False, fallback=(env_fallback, ["DOCKER_TLS"])),
         validate_certs=dict(type="bool", default=False, aliases=["tls_verify"],
                             fallback=(env_fallback, ["DOCKER_TLS_VERIFY"])),
+        # The CRI (a Kubernetes node's containerd), with crictl's variable.
+        runtime=dict(type="str", choices=list(RUNTIMES), default="auto"),
+        runtime_endpoint=dict(type="str", fallback=(env_fallback, ["CONTAINER_RUNTIME_ENDPOINT"])),
     )
+
+
+def cri_endpoint_of(params):
+    """The CRI endpoint the options ask for, or None for the Docker API at ``docker_host``.
+
+    ``auto`` is the CRI exactly when ``runtime_endpoint`` is given (or its
+    variable set): a playbook that names no runtime keeps driving Docker.
+    """
+    runtime, endpoint = params.get("runtime") or "auto", params.get("runtime_endpoint")
+    if runtime == "docker" or (runtime == "auto" and not endpoint):
+        return None
+    return endpoint or DEFAULT_CRI_ENDPOINT
 
 
 def daemon_tls(params, environ=None):

@@ -54,6 +54,8 @@ class CriRuntime(Runtime):
     exchange with a registry.
     """
 
+    kind = "containerd"
+    label = "containerd"
     can_mirror = False
 
     def __init__(self, endpoint=None, timeout=DEFAULT_TIMEOUT, poll_interval=DEFAULT_POLL_INTERVAL,

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: prefetch
-short_description: Pull many container images onto a Docker host at once, with retries
+short_description: Pull many container images onto a Docker host or a Kubernetes node at once, with retries
 version_added: 0.1.0
 description:
   - Pulls a list of images into the host's Docker daemon concurrently, retrying transient registry errors
@@ -18,14 +18,18 @@ description:
     (unauthorized, not found, invalid reference).
   - B(Direct mode) (no O(api_url)) drives the daemon at O(docker_host) through puller's engine, with threads.
     The managed host needs only the C(docker) Python library.
+  - On a Kubernetes node, direct mode drives the node's CRI runtime (containerd) at O(runtime_endpoint) instead,
+    where the kubelet finds the images; the managed host then needs only the C(grpcio) and C(protobuf) libraries.
   - B(API mode) (O(api_url) set) posts the same request to a running C(puller serve).
   - Duplicate entries are pulled once; every entry still gets its own result row.
 author:
   - puller developers (@bbklab)
 requirements:
-  - "docker >= 7.1 (Python library), in direct mode only"
+  - "docker >= 7.1 (Python library), in direct mode with the Docker API only"
+  - "grpcio and protobuf >= 3.20 (Python libraries), in direct mode with the CRI runtime only"
 extends_documentation_fragment:
   - bbklab.puller.docker
+  - bbklab.puller.runtime
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying the target.
@@ -120,6 +124,8 @@ options:
       - In direct mode, images without O(auth_config) use the managed host's Docker credentials, as C(docker pull)
         there would (C(config.json) from E(DOCKER_CONFIG) or C(~/.docker), its C(auths), C(credsStore) and
         C(credHelpers)). In API mode the server decides (its C(--host-credentials) is off by default).
+      - With the CRI runtime on a host without the C(docker) library there are none to read; the node's containerd
+        then applies the credentials of its own configuration to images without O(auth_config).
     type: bool
     default: true
   allow_registries:
@@ -204,6 +210,12 @@ EXAMPLES = r"""
     images: "{{ release_images }}"
     mirrors: "{{ release_mirrors }}"
     mirror_auth: "{{ release_mirror_auth }}"
+
+- name: Prefetch a Kubernetes node's images into its containerd (kubespray's socket), only what is missing
+  bbklab.puller.prefetch:
+    images: "{{ cluster_images }}"
+    runtime_endpoint: unix:///run/containerd/containerd.sock
+    pull: missing
 
 - name: Pin by digest and keep going when one image fails
   bbklab.puller.prefetch:
@@ -296,7 +308,9 @@ from ansible_collections.bbklab.puller.plugins.module_utils._clients import ApiC
 from ansible_collections.bbklab.puller.plugins.module_utils._daemon import DOCKER_IMPORT_ERROR, HAS_DOCKER
 from ansible_collections.bbklab.puller.plugins.module_utils._engine import row_reference
 from ansible_collections.bbklab.puller.plugins.module_utils._connection import (
-    DEFAULT_DAEMON_TIMEOUT, connection_argument_spec, daemon_tls)
+    DEFAULT_DAEMON_TIMEOUT, connection_argument_spec, cri_endpoint_of, daemon_tls)
+from ansible_collections.bbklab.puller.plugins.module_utils._cri_api import GRPC_IMPORT_ERROR, HAS_GRPC
+from ansible_collections.bbklab.puller.plugins.module_utils._cri_proto import PROTOBUF_IMPORT_ERROR
 from ansible_collections.bbklab.puller.plugins.module_utils._credentials import HostCredentials
 from ansible_collections.bbklab.puller.plugins.module_utils._errors import InvalidRequest, PullerError
 from ansible_collections.bbklab.puller.plugins.module_utils._godur import parse_duration
@@ -373,6 +387,29 @@ def _hide_item_credentials(module):
             module.no_log_values.add(secret)
 
 
+def _require_libraries(module, cri_endpoint):
+    """Direct mode needs the library of its runtime only: docker, or grpcio and protobuf for the CRI."""
+    if cri_endpoint is None:
+        if not HAS_DOCKER:
+            module.fail_json(msg=missing_required_lib("docker"), exception=str(DOCKER_IMPORT_ERROR))
+        return
+    if not HAS_GRPC:
+        # GRPC_IMPORT_ERROR is protobuf's when grpcio itself was found.
+        missing = [name for name, error in (("grpcio", GRPC_IMPORT_ERROR is not PROTOBUF_IMPORT_ERROR),
+                                            ("protobuf", PROTOBUF_IMPORT_ERROR is not None)) if error]
+        module.fail_json(msg=missing_required_lib(" and ".join(missing), reason="the CRI runtime at %s" % cri_endpoint),
+                         exception=str(GRPC_IMPORT_ERROR))
+
+
+def _host_credentials(params, cri_endpoint):
+    """The host's Docker credentials, read with the docker library. A CRI node
+    without it has none to give: its containerd applies the credentials of its
+    own config (``registry.configs``) to a pull that brings none."""
+    if not params["host_credentials"] or (cri_endpoint is not None and not HAS_DOCKER):
+        return None
+    return HostCredentials()
+
+
 def main():
     auth_spec = dict(
         username=dict(type="str"),
@@ -426,17 +463,17 @@ def main():
                            wait_timeout=params["wait_timeout"] or deadline * waves + 60,
                            mirrors=params["mirrors"], mirror_auth=params["mirror_auth"])
     else:
-        if not HAS_DOCKER:
-            module.fail_json(msg=missing_required_lib("docker"), exception=str(DOCKER_IMPORT_ERROR))
+        endpoint = cri_endpoint_of(params)
+        _require_libraries(module, endpoint)
         try:
             mirrors = parse_mirror_map(params["mirrors"])
-            tls = daemon_tls(params)
+            tls = daemon_tls(params) if endpoint is None else None
+            client = EngineClient(params["docker_host"], deadline, max(1, params["concurrency"]), mirrors=mirrors,
+                                  mirror_auth=params["mirror_auth"], tls=tls, api_version=params["api_version"],
+                                  daemon_timeout=params["timeout"], runtime_endpoint=endpoint,
+                                  credentials=_host_credentials(params, endpoint))
         except InvalidRequest as exc:
             module.fail_json(msg="%s: %s" % (exc.field, exc.message))
-        client = EngineClient(params["docker_host"], deadline, max(1, params["concurrency"]), mirrors=mirrors,
-                              mirror_auth=params["mirror_auth"], tls=tls, api_version=params["api_version"],
-                              daemon_timeout=params["timeout"],
-                              credentials=HostCredentials() if params["host_credentials"] else None)
     try:
         module.exit_json(**ImagePrefetcher(module, client).run())
     except InvalidRequest as exc:

@@ -19,7 +19,7 @@ from gevent.pool import Pool
 from puller import settings
 from puller.core._engine import Engine
 from puller.core._credentials import CredentialChain, FileCredentials, HostCredentials
-from puller.core._errors import InvalidRequest
+from puller.core._errors import DaemonUnavailable, InvalidRequest
 from puller.jobs.manager import JobManager
 from puller.jobs.store import DB_NAME, JobStore, StateError
 from puller.server.app import Api
@@ -199,7 +199,11 @@ def serve(config):
     credentials, credentials_file = credentials_of(config)
     if config.runtime_endpoint:
         # grpcio's own threads would block the event loop: gevent's completion queue instead.
-        import grpc.experimental.gevent as grpc_gevent  # pylint: disable=import-outside-toplevel
+        try:
+            import grpc.experimental.gevent as grpc_gevent  # pylint: disable=import-outside-toplevel
+        except ImportError as exc:  # the CRI client says so too; here first, as one line, not a traceback
+            raise DaemonUnavailable("--runtime-endpoint needs the Python libraries grpcio and protobuf "
+                                    "(pip install 'puller[cri]'): %s" % exc)
 
         grpc_gevent.init_gevent()
     engine = Engine(config.engine_config(), credentials=credentials, runtime=config.runtime())

@@ -257,6 +257,7 @@ def test_stopped_containerd_is_unavailable(cri, ground):
         _containerd(ground, "containerd-start")
     # The same client reconnects within about a second, not gRPC's default
     # backoff of up to two minutes.
+
     def answers():
         try:
             return cri.version()
