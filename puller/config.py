@@ -65,8 +65,11 @@ class _ConfigMethods:
         return self.state_dir or settings.default_state_dir(self.listen)
 
     def public(self) -> dict:
-        """What ``/debug/dump`` shows: everything but secrets."""
-        return settings.public(self)
+        """What ``/debug/dump`` shows: everything but secrets (and, on a CRI node, no Docker socket it never uses)."""
+        shown = settings.public(self)
+        if self.runtime_endpoint:
+            shown.pop("docker_socket", None)
+        return shown
 
 
 def _field(setting):

@@ -122,3 +122,9 @@ def test_runtime_endpoint_and_docker_socket_together_are_refused():
     with pytest.raises(InvalidRequest) as err:
         from_sources({"runtime_endpoint": "unix:///c.sock", "docker_socket": "/d.sock"}, environ={})
     assert err.value.field == "--runtime-endpoint" and "give one of them" in err.value.message
+
+
+def test_a_cri_server_shows_no_docker_socket_it_never_uses():
+    config = from_sources({"runtime_endpoint": "unix:///c.sock"}, environ={})
+    assert "docker_socket" not in config.public() and config.public()["runtime_endpoint"] == "unix:///c.sock"
+    assert "docker_socket" in from_sources({}, environ={}).public()
