@@ -19,7 +19,7 @@ import requests
 from conftest import report
 from faultproxy import FaultProxy, Rules
 from test_jobs import create, get, wait_ended
-from test_platforms import multi  # noqa: F401  # pylint: disable=unused-import  (a fixture)
+from test_platforms import multi  # noqa: F401  # pylint: disable=unused-import
 
 STORE_FILES = ("puller.db", "puller.db-wal", "puller.db-shm", "lock")
 
