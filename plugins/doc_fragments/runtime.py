@@ -23,7 +23,7 @@ options:
     type: str
     choices: [auto, docker, cri]
     default: auto
-    version_added: 0.2.0
+    version_added: 0.3.0
   runtime_endpoint:
     description:
       - The CRI runtime's socket, as crictl names it, for example V(unix:///run/containerd/containerd.sock) (also
@@ -34,7 +34,7 @@ options:
         mirrors of its C(hosts.toml) files itself, under the origin's name (write them with the role
         C(bbklab.puller.cri_mirrors)). An image's C(platform) may only be the node's own.
     type: str
-    version_added: 0.2.0
+    version_added: 0.3.0
 notes:
   - With the CRI runtime, direct mode needs the Python libraries C(grpcio) and C(protobuf) on the managed host, and
     not the C(docker) library. Progress of each layer comes from containerd's downloads, in steps of about 1 MiB.
