@@ -36,6 +36,7 @@ from ._errors import (DaemonUnavailable, DeadlineExceeded, InvalidRequest, Perma
                       pull_error)
 from ._redact import redact, secrets_of
 from ._reference import DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, InvalidReference, resolve
+from ._runtime import socket_url
 
 try:
     import grpc
@@ -77,11 +78,7 @@ class PullCancelled(TransientPullError):
 
 def cri_endpoint(value):
     """Accept a socket path or a ``unix://`` URL; return gRPC's target."""
-    if not value:
-        return DEFAULT_CRI_ENDPOINT
-    if value.startswith("/"):
-        return "unix://" + value
-    return value
+    return socket_url(value, DEFAULT_CRI_ENDPOINT)
 
 
 def cri_reference(image):

@@ -16,6 +16,8 @@ import socket
 import threading
 from collections import namedtuple
 
+from ._runtime import socket_url
+
 try:
     from docker import APIClient
     from docker.errors import APIError, DockerException  # pylint: disable=unused-import
@@ -61,11 +63,7 @@ def tls_config(tls):
 
 def docker_base_url(value):
     """Accept a socket path or a ``unix://``/``tcp://``/``http(s)://`` URL."""
-    if not value:
-        return DEFAULT_DOCKER_HOST
-    if value.startswith("/"):
-        return "unix://" + value
-    return value
+    return socket_url(value, DEFAULT_DOCKER_HOST)
 
 
 class TrackingClient(APIClient):

@@ -83,3 +83,12 @@ class Runtime:
 def local_key(ref):
     """How a runtime lists a reference: by digest when pinned, else by tag."""
     return str(ref._replace(tag=None)) if ref.digest else str(ref)
+
+
+def socket_url(value, default):
+    """A runtime's address as given (a socket path or a URL), as a URL; ``default`` when not given."""
+    if not value:
+        return default
+    if value.startswith("/"):
+        return "unix://" + value
+    return value
