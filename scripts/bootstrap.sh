@@ -23,6 +23,10 @@ command -v podman >/dev/null || need+=(podman)
 # package (distribution 2.8, with go-digest) that tests/refdiff is built against.
 command -v go >/dev/null || need+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/docker/distribution/reference ] || need+=(golang-github-docker-distribution-dev)
+# Preheat copies a release into a site registry with skopeo; the fleet
+# metrics test scrapes three servers with a real Prometheus.
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v prometheus >/dev/null || need+=(prometheus)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: apt-get install ${need[*]}" >&2

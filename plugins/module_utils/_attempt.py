@@ -182,6 +182,10 @@ class Watchdog:
         """A ``progress`` or ``layer`` event for every participant."""
         self._flight.emit(kind, detail)
 
+    def record(self, field, value):
+        """A field of the image's row that only this runtime knows (e.g. a copy's ``bytes_copied``)."""
+        self._flight.extra.setdefault("fields", {})[field] = value
+
     def on_abort(self, abort):
         """``abort()`` makes the pull return at once; called now if the watchdog has already fired."""
         with self._aborts_lock:

@@ -139,6 +139,8 @@ def _row(spec, outcome, cost, before, after):
         row["mirrors"] = [dict(entry) for entry in extra["mirrors"]]  # the mirrors skipped, and what they said
     if extra.get("note"):
         row["note"] = extra["note"]
+    for field, value in (extra.get("fields") or {}).items():
+        row.setdefault(field, value)  # the runtime's own (watch.record), never over the contract's fields
     return row
 
 

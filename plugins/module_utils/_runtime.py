@@ -63,8 +63,10 @@ class Runtime:
         when the deadline passes, the pull stalls or nobody waits any more;
         at once if that has already happened), and raise
         ``watch.error(message)`` once ``watch.fired``. ``watch.remaining()``
-        is how long the pull may last at most, for a backstop of its own. ``watch.memo`` is a dict that lives as long as the
-        shared pull (across its retries), for what needs asking only once.
+        is how long the pull may last at most, for a backstop of its own.
+        ``watch.memo`` is a dict that lives as long as the shared pull (across
+        its retries), for what needs asking only once. ``watch.record(field,
+        value)`` adds a field to the image's row (what only this runtime knows).
         """
         raise NotImplementedError
 
