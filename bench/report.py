@@ -44,6 +44,15 @@ def ansible_table(rows):
     return out
 
 
+def cri_table(rows):
+    out = ["| method | median (s) | runs (s) | / PullImage threads | / puller |", "| --- | ---: | --- | ---: | ---: |"]
+    for r in rows:
+        out.append("| %s | %.2f | %s | %.2f | %.2f |" % (r["method"], r["median_s"],
+                                                       " ".join("%.2f" % t for t in r["runs"]),
+                                                       r["ratio_to_threads"], r["ratio_to_puller"]))
+    return out
+
+
 def chart(pull, ansible):
     groups = []
     for r in pull or []:
@@ -70,7 +79,7 @@ def chart(pull, ansible):
 
 def main():
     pull, ansible, server = _load("pull.json"), _load("ansible.json"), _load("server.json")
-    jobs, fleet = _load("jobs.json"), _load("fleet.json")
+    jobs, fleet, cri = _load("jobs.json"), _load("fleet.json"), _load("cri.json")
     lines = [START, "", "![benchmark chart](bench/chart.png)", ""]
     if pull:
         lines += ["Engine and server (`bench/bench.py`, concurrency 10):", ""] + pull_table(pull) + [""]
@@ -83,6 +92,9 @@ def main():
         lines += ["Fleet, few-large release over a 200 Mbit/s link, direct vs a mirror (`bench/fleet_bench.py`):",
                   "", "![fleet chart](bench/fleet.png)", "", "| hosts, method | result | note |",
                   "| --- | --- | --- |"] + ["| %s | %s | %s |" % tuple(row) for row in fleet] + [""]
+    if cri:
+        lines += ["Kubernetes nodes, 60 small images into containerd through the CRI (`bench/cri_bench.py`, "
+                  "concurrency 10):", ""] + cri_table(cri) + [""]
     if jobs:
         lines += ["Jobs (`bench/jobs_bench.py`):", "", "| measure | value | note |",
                   "| --- | --- | --- |"] + ["| %s | %s | %s |" % tuple(row) for row in jobs] + [""]

@@ -7,6 +7,7 @@
 #   bench/run.sh jobs       # jobs_bench.py only: watchers' overhead, 5 jobs at once, SQLite's share, what grows
 #                           # with a job's size (add --baseline DIR: side by side with the tree in DIR)
 #   bench/run.sh fleet      # fleet_bench.py only: N hosts direct vs through a mirror, over the slow link
+#   bench/run.sh cri        # cri_bench.py only: 60 images into containerd: puller vs PullImage threads vs serial ctr
 # Then bench/report.py writes the tables into README.md and draws bench/chart.png.
 # community.docker comes with the `ansible` package, installed only into the
 # benchmark's own venv (.venv-bench).
@@ -19,7 +20,7 @@ if [ ! -x "$venv/bin/ansible-playbook" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check ansible docker requests matplotlib
 fi
-"$venv/bin/pip" install -q --disable-pip-version-check -e "$root"
+"$venv/bin/pip" install -q --disable-pip-version-check -e "$root[cri]"
 what=${1:-all}
 shift || true
 export PULLER_TESTENV=${PULLER_TESTENV:-$(mktemp -u /tmp/puller-bench-XXXXXX)}
@@ -46,6 +47,9 @@ if [ "$what" = all ] || [ "$what" = jobs ]; then
 fi
 if [ "$what" = all ] || [ "$what" = fleet ]; then
   "$venv/bin/python" bench/fleet_bench.py --json bench/results/fleet.json
+fi
+if [ "$what" = all ] || [ "$what" = cri ]; then
+  "$venv/bin/python" bench/cri_bench.py --json bench/results/cri.json "$@"
 fi
 # The README's section is written from every table, so only a full run rewrites it.
 if [ "$what" = all ]; then "$venv/bin/python" bench/report.py; fi

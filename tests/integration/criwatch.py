@@ -9,7 +9,6 @@ import time
 from faultproxy import FaultProxy
 from puller.core._errors import DeadlineExceeded, TransientPullError
 from puller.core._reference import parse_reference
-from test_cri_client import _Throttled
 
 
 class Watch:
@@ -90,6 +89,7 @@ class AgentProxy(FaultProxy):
 
     def _forward(self, h, body, hang=0.0):
         if self.rate and "/blobs/" in h.path:
+            from test_cri_client import _Throttled  # pylint: disable=import-outside-toplevel  # pytest's, not the benchmark's
             h.wfile = _Throttled(h.wfile, self.rate)  # as the slow proxy does
         return super()._forward(h, body, hang)
 
