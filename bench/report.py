@@ -47,9 +47,9 @@ def ansible_table(rows):
 def cri_table(rows):
     out = ["| method | median (s) | runs (s) | / PullImage threads | / puller |", "| --- | ---: | --- | ---: | ---: |"]
     for r in rows:
-        out.append("| %s | %.2f | %s | %.2f | %.2f |" % (r["method"], r["median_s"],
-                                                       " ".join("%.2f" % t for t in r["runs"]),
-                                                       r["ratio_to_threads"], r["ratio_to_puller"]))
+        runs = " ".join("%.2f" % t for t in r["runs"])
+        cells = (r["method"], r["median_s"], runs, r["ratio_to_threads"], r["ratio_to_puller"])
+        out.append("| %s | %.2f | %s | %.2f | %.2f |" % cells)
     return out
 
 

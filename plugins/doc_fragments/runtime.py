@@ -17,8 +17,11 @@ options:
       - V(docker) is the Docker API at O(docker_host) (dockerd, or Podman's Docker-compatible service).
       - V(cri) is the Kubernetes CRI image service at O(runtime_endpoint), the one the kubelet uses (containerd on
         a kubespray or kubeadm node). Images land in its C(k8s.io) namespace, where C(crictl images) shows them.
-      - V(auto) is V(cri) when O(runtime_endpoint) is given (or E(CONTAINER_RUNTIME_ENDPOINT) is set on the
-        managed host), V(docker) otherwise.
+      - V(auto) asks what answers. With O(runtime_endpoint) (or E(CONTAINER_RUNTIME_ENDPOINT) on the managed
+        host) it is V(docker) at that socket when it speaks the Docker API (a Podman socket named there, say), else
+        V(cri). Without it, it is V(docker) at O(docker_host) when the daemon answers there; else, if O(docker_host)
+        is the default and nothing answers, V(cri) at V(unix:///run/containerd/containerd.sock) when containerd
+        answers there (a kubespray node without Docker); else V(docker), whose error says what is missing.
       - In API mode the server's own runtime is used and this option is ignored.
     type: str
     choices: [auto, docker, cri]

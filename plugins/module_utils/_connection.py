@@ -9,10 +9,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import socket
 
 from ._daemon import DaemonTLS
 from ._errors import InvalidRequest
 
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 DEFAULT_DAEMON_TIMEOUT = 60  # seconds, as community.docker's timeout
 # Where kubespray and most installs put containerd's socket (crictl's default too).
 DEFAULT_CRI_ENDPOINT = "unix:///run/containerd/containerd.sock"
@@ -24,7 +26,7 @@ def connection_argument_spec():
     from ansible.module_utils.basic import env_fallback
 
     return dict(
-        docker_host=dict(type="str", default="unix:///var/run/docker.sock", aliases=["docker_url"],
+        docker_host=dict(type="str", default=DEFAULT_DOCKER_HOST, aliases=["docker_url"],
                          fallback=(env_fallback, ["DOCKER_HOST"])),
         tls_hostname=dict(type="str", fallback=(env_fallback, ["DOCKER_TLS_HOSTNAME"])),
         api_version=dict(type="str", default="auto", aliases=["docker_api_version"],
@@ -42,16 +44,61 @@ def connection_argument_spec():
     )
 
 
-def cri_endpoint_of(params):
-    """The CRI endpoint the options ask for, or None for the Docker API at ``docker_host``.
+def runtime_of(params, speaks=None):
+    """``(cri_endpoint, docker_host)``: the CRI endpoint the options ask for
+    (None for the Docker API), and the Docker daemon's address.
 
-    ``auto`` is the CRI exactly when ``runtime_endpoint`` is given (or its
-    variable set): a playbook that names no runtime keeps driving Docker.
+    ``auto`` asks what answers (``speaks``, by default ``endpoint_speaks``):
+    a ``runtime_endpoint`` (or its variable) that speaks the Docker API is
+    used as the Docker daemon (Podman's socket named there, say), any other
+    is the CRI. Without one, the Docker daemon at ``docker_host`` when it
+    answers; else, when ``docker_host`` is the default and nothing answers
+    there, the CRI at its default socket if it speaks gRPC (a kubespray node
+    has containerd and no Docker); else the Docker daemon, whose error then
+    says what is missing.
     """
+    speaks = speaks or endpoint_speaks
     runtime, endpoint = params.get("runtime") or "auto", params.get("runtime_endpoint")
-    if runtime == "docker" or (runtime == "auto" and not endpoint):
+    docker_host = params.get("docker_host")
+    if runtime == "docker":
+        return None, docker_host
+    if runtime == "cri":
+        return endpoint or DEFAULT_CRI_ENDPOINT, docker_host
+    if endpoint:
+        return (None, endpoint) if speaks(endpoint) == SPEAKS_DOCKER else (endpoint, docker_host)
+    if docker_host in (None, DEFAULT_DOCKER_HOST) and speaks(DEFAULT_DOCKER_HOST) != SPEAKS_DOCKER \
+            and speaks(DEFAULT_CRI_ENDPOINT) == SPEAKS_GRPC:
+        return DEFAULT_CRI_ENDPOINT, docker_host
+    return None, docker_host
+
+
+SPEAKS_DOCKER, SPEAKS_GRPC = "docker", "grpc"
+_PING = b"GET /_ping HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+
+
+def endpoint_speaks(endpoint, timeout=2.0):
+    """What listens on a Unix socket endpoint: ``docker`` (an HTTP/1.1 API:
+    dockerd, Podman), ``grpc`` (an HTTP/2-only server, as containerd and
+    CRI-O are), or None (nothing there, or not a Unix socket)."""
+    path = endpoint[len("unix://"):] if endpoint.startswith("unix://") else endpoint
+    if not path.startswith("/"):
         return None
-    return endpoint or DEFAULT_CRI_ENDPOINT
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+        sock.sendall(_PING)
+        head = sock.recv(16)
+    except (OSError, socket.timeout):
+        return None
+    finally:
+        sock.close()
+    if head.startswith(b"HTTP/1."):
+        return SPEAKS_DOCKER
+    # An HTTP/2 server's first frame is its SETTINGS (frame type 4, at byte 3).
+    if len(head) >= 9 and head[3:4] == b"\x04":
+        return SPEAKS_GRPC
+    return None
 
 
 def daemon_tls(params, environ=None):

@@ -308,7 +308,7 @@ from ansible_collections.bbklab.puller.plugins.module_utils._clients import ApiC
 from ansible_collections.bbklab.puller.plugins.module_utils._daemon import DOCKER_IMPORT_ERROR, HAS_DOCKER
 from ansible_collections.bbklab.puller.plugins.module_utils._engine import row_reference
 from ansible_collections.bbklab.puller.plugins.module_utils._connection import (
-    DEFAULT_DAEMON_TIMEOUT, connection_argument_spec, cri_endpoint_of, daemon_tls)
+    DEFAULT_DAEMON_TIMEOUT, connection_argument_spec, runtime_of, daemon_tls)
 from ansible_collections.bbklab.puller.plugins.module_utils._cri_api import GRPC_IMPORT_ERROR, HAS_GRPC
 from ansible_collections.bbklab.puller.plugins.module_utils._cri_proto import PROTOBUF_IMPORT_ERROR
 from ansible_collections.bbklab.puller.plugins.module_utils._credentials import HostCredentials
@@ -463,12 +463,12 @@ def main():
                            wait_timeout=params["wait_timeout"] or deadline * waves + 60,
                            mirrors=params["mirrors"], mirror_auth=params["mirror_auth"])
     else:
-        endpoint = cri_endpoint_of(params)
+        endpoint, docker_host = runtime_of(params)
         _require_libraries(module, endpoint)
         try:
             mirrors = parse_mirror_map(params["mirrors"])
             tls = daemon_tls(params) if endpoint is None else None
-            client = EngineClient(params["docker_host"], deadline, max(1, params["concurrency"]), mirrors=mirrors,
+            client = EngineClient(docker_host, deadline, max(1, params["concurrency"]), mirrors=mirrors,
                                   mirror_auth=params["mirror_auth"], tls=tls, api_version=params["api_version"],
                                   daemon_timeout=params["timeout"], runtime_endpoint=endpoint,
                                   credentials=_host_credentials(params, endpoint))

@@ -120,3 +120,19 @@ def test_cri_mode_names_what_it_cannot_do_or_lacks(node, cri, cri_env, ground):
     gone = node.play(dict(base, cri_endpoint="unix://%s/nothing.sock" % ground.dir))
     assert gone.get("failed") and "CRI runtime at unix://" in gone["msg"], gone
     assert cri.list_images() == []
+
+
+def test_auto_pulls_into_what_answers_at_the_endpoint(node, cri, cri_env, ground):
+    """runtime: auto asks the socket: a Docker daemon named as runtime_endpoint is driven as one."""
+    image = ground.image(20)
+    client = ground.client()
+    for tag in client.images(name=image, quiet=True):
+        client.remove_image(tag, force=True)
+    play = {"downloads": {"pause": {"enabled": True, "container": True, "repo": image, "tag": "latest"}},
+            "cri_endpoint": "unix://" + ground.socket}
+    found = node.play(play, python=sys.executable)  # this Python has the Docker SDK
+    assert found["failure"] == [] and [row["status"] for row in found["success"]] == ["pulled"], found
+    assert client.inspect_image(image + ":latest")["Id"] == found["success"][0]["id"]
+    assert cri.list_images() == []  # containerd was not asked
+    lacking = node.play(dict(play, expect_failure=True))  # the node's Python has no Docker SDK
+    assert lacking.get("failed") and "required Python library (docker)" in lacking["msg"], lacking
