@@ -37,6 +37,9 @@ def _parser():
     pull.add_argument("-f", "--file", action="append", default=[], metavar="FILE",
                       help="read images from FILE (repeatable; - for stdin): one reference a line (# comments), a "
                            "compose file (services.*.image) or Kubernetes manifests (every image:)")
+    pull.add_argument("--digests", metavar="FILE",
+                      help="a preheat's --json report: its images, each pulled by its digest through the mirrors "
+                           "(the origin is not asked), then tagged")
     pull.add_argument("--pull", choices=["always", "missing"], default="always",
                       help="missing: leave images that are present alone")
     pull.add_argument("--platform", help="OS/ARCH[/VARIANT] to pull, e.g. linux/arm64")
@@ -97,13 +100,15 @@ def _pull(args):
     from puller.core._engine import Engine
     from puller.core._request import parse_pull_request
 
-    from puller._release_files import images_from_file
+    from puller._release_files import images_from_file, images_from_report
 
     images = list(args.images)
     for path in args.file:
         images.extend(images_from_file(path))
+    if args.digests:
+        images.extend(images_from_report(args.digests))
     if not images:
-        raise InvalidRequest("give images as arguments or with -f FILE", "images")
+        raise InvalidRequest("give images as arguments, with -f FILE or with --digests FILE", "images")
     body = {"images": images, "concurrency": args.concurrency, "retry": args.retry, "pull": args.pull}
     if args.platform:
         body["platform"] = args.platform

@@ -1,4 +1,5 @@
-"""Image references in release files, for ``puller pull -f FILE`` (``-`` for stdin).
+"""Image references in release files, for ``puller pull -f FILE`` (``-`` for stdin), and in a
+preheat's report, for ``puller pull --digests FILE``.
 
 A file is a list (one reference a line, ``#`` comments) when its first line that is not blank or a
 comment holds a single reference-like word; anything else is YAML: compose files
@@ -18,6 +19,7 @@ Every problem is an ``InvalidRequest`` naming the file (and the document and lin
 """
 
 import codecs
+import json
 import re
 import sys
 
@@ -55,6 +57,37 @@ def images_from_file(path):
         if not refs:
             raise InvalidRequest("no image references (no image: values in its YAML)", field)
     return list(dict.fromkeys(refs))
+
+
+def images_from_report(path):
+    """The images of a preheat's ``--json`` report (``puller preheat --json``), each with its digest.
+
+    Its ``success`` rows pin their digest (pulled by digest through the
+    mirrors, verified, then tagged); its ``failure`` rows, which have no
+    copy at the site, are pulled as without a report."""
+    field = "--digests %s" % path
+    try:
+        report = json.loads(_decode(_read(path, field), field))
+    except ValueError as exc:
+        raise InvalidRequest("not JSON: %s" % exc, field)
+    rows = [(name, report.get(name)) for name in ("success", "failure")] if isinstance(report, dict) else []
+    if not rows or not all(isinstance(found, list) for _name, found in rows):
+        raise InvalidRequest("not a report: want the JSON object of success and failure rows that "
+                             "puller preheat --json prints", field)
+    images = []
+    for name, found in rows:
+        for n, row in enumerate(found):
+            if not isinstance(row, dict) or not isinstance(row.get("image"), str):
+                raise InvalidRequest("%s[%d] is not a row with an image" % (name, n), field)
+            item = {key: row[key] for key in ("image", "tag", "project") if isinstance(row.get(key), str)}
+            if name == "success":
+                if not row.get("digest"):
+                    raise InvalidRequest("%s[%d] (%s) has no digest" % (name, n, row["image"]), field)
+                item["digest"] = row["digest"]
+            images.append(item)
+    if not images:
+        raise InvalidRequest("no rows", field)
+    return images
 
 
 def _read(path, field):

@@ -75,7 +75,11 @@ class Attempt:
                 if digest is not None:
                     return digest
                 flight.extra["source"] = spec.ref.domain  # rows say where an image came from when it had a choice
-            return self._one_pull(flight, spec.ref.name, spec.ref.pull_tag, spec.auth_config, spec.platform)
+            ref = spec.ref
+            digest = self._one_pull(flight, ref.name, ref.pull_tag, spec.auth_config, spec.platform)
+            if ref.tag and ref.digest:  # a tag pinned to a digest: pulled by digest, then the tag is put on it
+                self._pin_tag(flight, ref)
+            return digest
         finally:
             self._slots.release()
 
@@ -117,13 +121,21 @@ class Attempt:
                     raise
                 log.info("pull %s: mirror %s skipped: %s", ref, mirror.host, exc.message)
                 continue
-            if ref.tag:  # containers, compose files and `docker run` keep using the origin's name
+            if ref.tag and self._runtime.can_tag:  # containers, compose files and `docker run` keep the origin's name
                 self._runtime.adopt(ref, name + ("@" + digest if digest else ":" + ref.tag), digest)
             flight.extra.update(source=mirror.host)
             if note:
                 flight.extra["note"] = note
             return digest or pulled
         return None
+
+    def _pin_tag(self, flight, ref):
+        if self._runtime.can_tag:
+            self._runtime.adopt(ref, "%s@%s" % (ref.name, ref.digest), ref.digest)
+        else:
+            flight.extra["note"] = ("%s records no tag for an image pulled by digest: it holds %s@%s, and a "
+                                    "pull of the tag asks the registry for it" % (self._runtime.label, ref.name,
+                                                                                  ref.digest))
 
     def _origin_digest(self, flight, spec):
         """The tag's current digest from the origin (one manifest request, no

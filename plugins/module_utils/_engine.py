@@ -28,7 +28,7 @@ from ._errors import PullFailed
 from ._godur import format_duration, rfc3339_now
 from ._request import POLICY_MISSING
 from ._retry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, RetryPolicy
-from ._runtime import local_key
+from ._runtime import held, tag_key
 from ._runtime_docker import DockerRuntime
 from ._shared import STATUS_CANCELLED, STATUS_FAILED, STATUS_PULLED, Outcome, Participant, SharedPulls
 
@@ -115,9 +115,9 @@ def row_reference(row):
     return name + sep + row["tag"]
 
 
-def _row(spec, outcome, cost, before, after):
-    key = local_key(spec.ref)
-    previous, current, status = before.get(key), after.get(key), outcome.status
+def _row(spec, outcome, cost, before, after, can_tag):
+    previous = before.get(tag_key(spec.ref, can_tag))  # what the name pointed at (a pinned tag: its old image)
+    current, status = held(spec.ref, after, can_tag), outcome.status
     if status == STATUS_PULLED and current is not None and current == previous:
         status = STATUS_UP_TO_DATE
     row = {
@@ -234,7 +234,7 @@ class Engine:
         success, failure = [], []
         for key, spec in zip(keys, specs):
             outcome, cost = results[key]
-            row = _row(spec, outcome, cost, before, after)
+            row = _row(spec, outcome, cost, before, after, self.runtime.can_tag)
             if spec.platform and row["status"] != STATUS_FAILED and not request.dry_run:
                 row["platform"] = self.local_platform(spec.ref) or ""  # what the daemon holds now
             (failure if outcome.status in (STATUS_FAILED, STATUS_CANCELLED) else success).append(row)
@@ -290,7 +290,7 @@ class Engine:
 
         With a ``platform``, an image present for another platform is missing
         (as community.docker's ``not_present`` decides)."""
-        if local_key(spec.ref) in before and (
+        if held(spec.ref, before, self.runtime.can_tag) is not None and (
                 not spec.platform or _same_platform(spec.platform, self.local_platform(spec.ref))):
             return Outcome(STATUS_PRESENT, 0, None, None)
         if request.dry_run:

@@ -20,7 +20,7 @@ from collections import namedtuple
 from ._errors import InvalidRequest, RequestForbidden
 from ._godur import parse_duration
 from ._mirrors import normalize_host, parse_mirror_map, plan
-from ._reference import InvalidReference, resolve
+from ._reference import InvalidReference, digest_error, resolve
 
 DEFAULT_MAX_IMAGES = 1000
 DEFAULT_CONCURRENCY = 1
@@ -103,10 +103,26 @@ def _parse_spec(index, item, default_auth):
         ref = resolve(image, tag)
     except InvalidReference as exc:
         raise InvalidRequest(str(exc), "%s.%s" % (field, getattr(exc, "field", "image")))
+    ref = _pinned(ref, item.get("digest"), field + ".digest")
     auth = _parse_auth(item.get("auth_config"), field + ".auth_config") or dict(default_auth)
     shown_tag = tag if isinstance(tag, str) and tag else (ref.tag or ref.digest)
     platform = parse_platform(item.get("platform"), field + ".platform")
     return PullSpec(index, ref, image, shown_tag, project, auth, (), platform)
+
+
+def _pinned(ref, digest, field):
+    """``ref`` pinned to a resolved ``digest`` (a preheat's row gives it): the
+    image is pulled by digest, verified against it, and its tag put on it."""
+    if digest is None or digest == "":
+        return ref
+    if not isinstance(digest, str):
+        raise InvalidRequest("must be a string such as sha256:<64 hex digits>", field)
+    error = digest_error(digest)
+    if error:
+        raise InvalidRequest(error, field)
+    if ref.digest and ref.digest != digest:
+        raise InvalidRequest("differs from the digest the image already pins (%s)" % ref.digest, field)
+    return ref._replace(digest=digest)
 
 
 def _parse_count(body, key, default):

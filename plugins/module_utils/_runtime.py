@@ -32,6 +32,10 @@ class Runtime:
     #: pulled from the mirror, tagged back). False where the runtime has its
     #: own mirror mechanism (containerd's ``hosts.toml``).
     can_mirror = False
+    #: ``adopt`` works: the runtime can put another name on an image it holds
+    #: (a tag on an image pulled by digest). False for the CRI, which names an
+    #: image only as it was pulled.
+    can_tag = False
     #: Which ``platform`` values a pull may ask for: None for any, else a
     #: function of the platform string that returns an error message or None.
     check_platform = None
@@ -75,7 +79,11 @@ class Runtime:
         raise NotImplementedError
 
     def adopt(self, ref, pulled_as, digest):
-        """Tag what was pulled as ``pulled_as`` with ``ref``'s canonical name and drop ``pulled_as``; mirrors only."""
+        """Tag what was pulled as ``pulled_as`` with ``ref``'s canonical name (``can_tag``).
+
+        A ``pulled_as`` tag (``mirror/path:tag``) is dropped; a digest
+        reference (``site/path@sha256:...``) is kept: it is the runtime's only
+        record of the digest the content was verified against."""
         raise NotImplementedError
 
     def close(self):
@@ -85,6 +93,27 @@ class Runtime:
 def local_key(ref):
     """How a runtime lists a reference: by digest when pinned, else by tag."""
     return str(ref._replace(tag=None)) if ref.digest else str(ref)
+
+
+def tag_key(ref, can_tag=True):
+    """Where the runtime lists what ``ref``'s name and tag point at now (its digest aside, where it can tag)."""
+    return str(ref._replace(digest=None)) if ref.tag and ref.digest and can_tag else local_key(ref)
+
+
+def held(ref, images, can_tag=True):
+    """The ID under which ``images`` (``local_images()``) holds ``ref``, or None.
+
+    A tag pinned to a digest (``name:tag@digest``) is held where the tag names
+    content some repository holds at that digest (content is addressed by
+    digest, so which repository does not matter); on a runtime that cannot
+    tag (``can_tag``), where the image is held at the digest."""
+    if not (ref.tag and ref.digest and can_tag):
+        return images.get(local_key(ref))
+    by_tag = images.get(tag_key(ref))
+    suffix = "@" + ref.digest
+    if by_tag is not None and any(key.endswith(suffix) and image == by_tag for key, image in images.items()):
+        return by_tag
+    return None
 
 
 def socket_url(value, default):

@@ -21,7 +21,7 @@ from ._daemon import (APIError, DockerException, RequestTimeout, TrackingClient,
 from ._errors import DaemonUnavailable, PermanentPullError, PullFailed, TransientPullError, pull_error
 from ._reference import InvalidReference, parse_reference
 from ._redact import redact, secrets_of
-from ._runtime import Runtime, local_key
+from ._runtime import Runtime, local_key, tag_key
 from ._stream import KIND_DIGEST, KIND_ERROR, KIND_LAYER, KIND_PROGRESS, read_event
 
 log = logging.getLogger("puller.engine")
@@ -37,6 +37,7 @@ class DockerRuntime(Runtime):
     kind = "docker"
     label = "the Docker daemon"
     can_mirror = True
+    can_tag = True
 
     def __init__(self, docker_host, api_version="auto", timeout=10.0, tls=None, max_pool_size=64, backstop=None):
         self.docker_host = docker_host
@@ -99,7 +100,7 @@ class DockerRuntime(Runtime):
 
     def local_platform(self, ref):
         try:
-            info = self.client().inspect_image(local_key(ref))
+            info = self.client().inspect_image(tag_key(ref))
         except Exception:  # pylint: disable=broad-except  # absent, or the daemon is busy: unknown
             return None
         return "/".join(p for p in (info.get("Os"), info.get("Architecture"), info.get("Variant")) if p)
@@ -167,7 +168,8 @@ class DockerRuntime(Runtime):
     def adopt(self, ref, pulled_as, digest):
         client = self.client()
         client.tag(pulled_as, ref.name, ref.tag)
-        client.remove_image(pulled_as, noprune=True)
+        if "@" not in pulled_as:  # a mirror's tag goes; a digest reference stays (see Runtime.adopt)
+            client.remove_image(pulled_as, noprune=True)
 
     def close(self):
         with self._lock:

@@ -34,7 +34,7 @@ NEVER_PULLED = "interrupted: puller stopped before this image was pulled"
 # (its resume incomplete) rather than stored when it is secret: ``auth_config``
 # (per image) and ``mirror_auth`` (per mirror host) never are.
 STORED_REQUEST_FIELDS = ("concurrency", "retry", "pull", "dry_run", "timeout", "mirrors", "platform")
-STORED_IMAGE_FIELDS = ("image", "tag", "project", "platform")
+STORED_IMAGE_FIELDS = ("image", "tag", "project", "platform", "digest")
 
 
 def public_body(body):

@@ -46,6 +46,9 @@ _IMAGE = {
         "tag": {"type": "string", "description": "Tag or digest; defaults to latest."},
         "project": {"type": "string", "description": "Echoed in the result row."},
         "platform": {"type": "string", "description": "OS/ARCH[/VARIANT] to pull, e.g. linux/arm64."},
+        "digest": {"type": "string", "pattern": "^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$",
+                   "description": "The resolved digest (a preheat's row gives it): pulled by digest through the "
+                                  "mirrors, without asking the origin, then tagged with the tag."},
         "auth_config": {
             "type": "object",
             "additionalProperties": False,

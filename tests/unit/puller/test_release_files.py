@@ -1,6 +1,7 @@
 """Release files for ``puller pull -f``: the formats, and files built to hurt the reader."""
 
 import codecs
+import json
 import io
 import sys
 
@@ -192,3 +193,39 @@ def test_stdin_is_read_as_bytes(monkeypatch):
     with pytest.raises(InvalidRequest) as caught:
         images_from_file("-")
     assert caught.value.field == "-f -" and caught.value.message == "not UTF-8 text: byte 0xe9 at line 1"
+
+
+DIGEST = "sha256:" + "e" * 64
+
+
+def test_a_preheat_report_gives_images_and_their_digests(tmp_path):
+    from puller._release_files import images_from_report
+
+    report = {"success": [{"image": "origin:5000/app/web", "tag": "1.2", "project": "web", "digest": DIGEST,
+                           "bytes_copied": 5, "status": "pulled"}],
+              "failure": [{"image": "origin:5000/app/db", "tag": "3", "project": "", "digest": "",
+                           "errmsg": "manifest unknown"}],
+              "startAt": "2026-12-02T03:00:00Z", "cost": "2s"}
+    path = tmp_path / "preheat.json"
+    path.write_text(json.dumps(report))
+    assert images_from_report(str(path)) == [
+        {"image": "origin:5000/app/web", "tag": "1.2", "project": "web", "digest": DIGEST},
+        {"image": "origin:5000/app/db", "tag": "3", "project": ""}]  # not at the site: pulled as usual
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("{", "not JSON"),
+    ("[1]", "not a report"),
+    ('{"success": []}', "not a report"),
+    ('{"success": [], "failure": []}', "no rows"),
+    ('{"success": [{"tag": "1"}], "failure": []}', "success[0] is not a row with an image"),
+    ('{"success": [{"image": "a"}], "failure": []}', "success[0] (a) has no digest"),
+])
+def test_what_is_no_preheat_report_is_named(tmp_path, content, problem):
+    from puller._release_files import images_from_report
+
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(InvalidRequest) as caught:
+        images_from_report(str(path))
+    assert caught.value.field == "--digests %s" % path and problem in caught.value.message

@@ -41,3 +41,38 @@ def test_errors_name_the_field(body, field):
     with pytest.raises(InvalidRequest) as info:
         parse_pull_request(body, max_images=2)
     assert info.value.field == field
+
+
+DIGEST = "sha256:" + "c" * 64
+
+
+def test_a_digest_pins_the_tag_it_comes_with():
+    req = parse_pull_request({"images": [{"image": "origin.example:5000/app/web", "tag": "1.2", "digest": DIGEST},
+                                         {"image": "origin.example:5000/app/db:3", "digest": DIGEST},
+                                         {"image": "origin.example:5000/app/x@" + DIGEST, "digest": DIGEST},
+                                         {"image": "origin.example:5000/app/y", "digest": ""}]})
+    web, db, x, y = req.specs
+    assert (web.ref.tag, web.ref.digest, web.tag) == ("1.2", DIGEST, "1.2")
+    assert str(db.ref) == "origin.example:5000/app/db:3@" + DIGEST and db.tag == "3"
+    assert (x.ref.tag, x.ref.digest) == (None, DIGEST)
+    assert (y.ref.tag, y.ref.digest) == ("latest", None)
+
+
+def test_a_preheat_row_is_an_image_as_it_is():
+    row = {"image": "origin.example:5000/app/web:1.2", "tag": "1.2", "project": "", "cost": "1.2s", "retried": 1,
+           "errmsg": "", "digest": DIGEST, "id": "", "previous_id": "", "status": "pulled", "bytes_copied": 10,
+           "blobs_skipped": 0, "site": "site.example:5000"}
+    (spec,) = parse_pull_request({"images": [row]}).specs
+    assert str(spec.ref) == "origin.example:5000/app/web:1.2@" + DIGEST
+
+
+@pytest.mark.parametrize("digest, problem", [
+    (7, "must be a string"),
+    ("sha256:abc", "invalid sha256 digest"),
+    ("latest", "invalid digest format"),
+    ("sha256:" + "d" * 64, "differs from the digest the image already pins"),
+])
+def test_a_bad_digest_names_the_field(digest, problem):
+    with pytest.raises(InvalidRequest) as caught:
+        parse_pull_request({"images": ["a", {"image": "origin.example/app@" + DIGEST, "digest": digest}]})
+    assert caught.value.field == "images[1].digest" and problem in caught.value.message
