@@ -32,6 +32,8 @@ log = logging.getLogger("puller.jobs")
 SUCCESS_STATUSES = (STATUS_PULLED, STATUS_UP_TO_DATE, STATUS_PRESENT, STATUS_WOULD_PULL)
 PROGRESS_INTERVAL = 0.25  # seconds between progress events of one image
 RECENT_IN_MEMORY = 100
+# Kinds of job that --max-jobs counts: those of POST /jobs (a /pull holds its connection instead).
+LIMITED_KINDS = ("job", "preheat")
 
 
 class TooManyJobs(PullerError):
@@ -71,6 +73,8 @@ class JobManager(Resuming):
         self.max_images = max_images
         self.metrics = metrics
         self.parse = parse_pull_request  # the server sets its own, with its mirrors
+        # The engine a job runs on: the runtime's, or (the server sets its own) a site's for a preheat.
+        self.engine_for = lambda job: self.engine
         self._lock = threading.Lock()
         self._runs = {}  # job id -> _Run, for jobs queued or running
         self._recent = collections.OrderedDict()  # job id -> Job, ended here lately (served from memory)
@@ -82,7 +86,7 @@ class JobManager(Resuming):
     # -- submitting ---------------------------------------------------------------
     def submit(self, request, body, kind="job"):
         with self._lock:
-            if kind == "job" and self._active_count() >= self.max_jobs:
+            if kind in LIMITED_KINDS and self._active_count() >= self.max_jobs:
                 raise TooManyJobs("%d jobs are queued or running; the limit is %d" % (self._active_count(),
                                                                                       self.max_jobs))
             job = self._new_job(uuid.uuid4().hex, kind, request, body)
@@ -114,9 +118,11 @@ class JobManager(Resuming):
         return job
 
     def _active_count(self):
-        return sum(1 for run in self._runs.values() if run.job.kind == "job")
+        return sum(1 for run in self._runs.values() if run.job.kind in LIMITED_KINDS)
 
     def _start(self, run):
+        if self.metrics is not None:  # new and resumed jobs alike: their gauges show from now on
+            self.metrics.job_queued(run.job)
         thread = threading.Thread(target=self._run, args=(run,), name="job %s" % run.job.id)
         thread.daemon = True
         thread.start()
@@ -134,8 +140,9 @@ class JobManager(Resuming):
                 self._end(run, self._status(job, rows), self._report(job, rows, None, t0), rows)
                 return
             try:
-                report = self.engine.pull(run.request, runner=self.runner,
-                                          on_event=lambda event: self._on_event(run, event), cancel=job.cancel)
+                report = self.engine_for(job).pull(run.request, runner=self.runner,
+                                                   on_event=lambda event: self._on_event(run, event),
+                                                   cancel=job.cancel)
             except DaemonUnavailable as exc:
                 job.error = str(exc)
                 self._end(run, model.FAILED, None)
@@ -195,6 +202,8 @@ class JobManager(Resuming):
             progress = round(job.progress, 1)
         if not rows:
             return
+        if self.metrics is not None:
+            self.metrics.image_ended(event.reference, done, job.entries[rows[0][0]])
         self.writes.finish_entries(job.id, rows)
         self._publish(job, {"type": "done", "image": event.reference, "indexes": [r[0] for r in rows],
                             "status": done.status, "phase": phase, "attempts": done.attempts,
@@ -250,7 +259,7 @@ class JobManager(Resuming):
                                        report=report, error=job.error)
                 if self.metrics is not None:
                     self.metrics.job_ended(status, time.time() - job.created_ts,
-                                           report if job.kind == "job" else None)
+                                           report if job.kind == "job" else None, job=job)
                 final = {"type": "report", "ok": status == model.SUCCEEDED, "status": status}
                 final.update(report or {"error": job.error})
                 self._publish(job, final)

@@ -77,10 +77,14 @@ class Entry:
                 fraction = max(fraction, _DOWNLOAD_SHARE * share)
                 done, total = detail["current"], detail["total"]
         self._layers[layer] = (done, total, fraction)
+        before = self._sums
         self._sums = tuple(s + new - was for s, new, was in zip(self._sums, (done, total, fraction), old))
         now = max(self._progress, min(100.0 * self._sums[2] / len(self._layers), 99.0))
-        if self._job is not None and not self.ended:
-            self._job._progressed(now - self._progress)  # pylint: disable=protected-access
+        job = self._job
+        if job is not None:
+            job._bytes_moved(self._sums[0] - before[0], self._sums[1] - before[1])  # pylint: disable=protected-access
+            if not self.ended:
+                job._progressed(now - self._progress)  # pylint: disable=protected-access
         self._progress = now
 
     @property
@@ -109,7 +113,7 @@ class Job:
 
     def __init__(self, job_id, kind, entries, request, created=None, created_ts=None):
         self.id = job_id
-        self.kind = kind  # "job" (POST /jobs) or "pull" (POST /pull)
+        self.kind = kind  # "job" (POST /jobs), "pull" (POST /pull) or "preheat" (POST /jobs with preheat.to)
         self.entries = entries
         self.request = request  # the body without credentials
         self.status = QUEUED
@@ -126,6 +130,7 @@ class Job:
         self._progress = 0.0
         self._phases = collections.Counter()  # phase -> how many entries are in it
         self._progress_sum = 0.0  # of the entries' progress
+        self._bytes = (0, 0)  # of the entries' layer bytes: done, total
         for entry in entries:
             entry._job = self  # pylint: disable=protected-access
             self._moved(None, entry.phase, entry.progress)
@@ -139,6 +144,17 @@ class Job:
 
     def _progressed(self, delta):
         self._progress_sum += delta
+
+    def _bytes_moved(self, done_delta, total_delta):
+        self._bytes = (self._bytes[0] + done_delta, self._bytes[1] + total_delta)
+
+    def figures(self):
+        """What ``/metrics`` shows of the job, from what the job API shows: its counts (``done``: images
+        ended), its images' layer bytes summed, and their progress summed in images (each 0..1)."""
+        counts = self.counts()
+        return dict(counts, done=counts["succeeded"] + counts["failed"] + counts["cancelled"],
+                    bytes_done=self._bytes[0], bytes_total=self._bytes[1],
+                    images_progress=round(self._progress_sum / 100.0, 6))  # no float dust: 1 when all ended
 
     def map_references(self, pairs):
         """``[(reference string, entry index), ...]``: which entries an engine event speaks of."""
