@@ -10,7 +10,10 @@ started cold for every N. Hosts are the test ground's simulated hosts (one
 dockerd each), driven by the engine in-process.
 
 - direct: the N hosts pull from the origin at once;
-- mirror: one host warms the mirror, then the other N-1 pull through it at once.
+- mirror: one host warms the mirror, then the other N-1 pull through it at once;
+- preheat + fan-out by digest: ``puller preheat`` copies the release into a
+  cold plain site registry (skopeo, byte for byte), then the N hosts pull by
+  the digests it resolved through the site at once, asking the origin nothing.
 
 Goals: origin bytes flat in N through the mirror (<= the mirror's fill plus
 0.2 copy), N copies direct; at N = 4 the mirror's wall time <= 0.6 x direct.
@@ -36,6 +39,7 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from faultproxy import FaultProxy  # noqa: E402  pylint: disable=wrong-import-position
 from mirrors import Registry  # noqa: E402  pylint: disable=wrong-import-position
 from puller.core._engine import Engine, EngineConfig  # noqa: E402  pylint: disable=wrong-import-position
+from puller.core._preheat import Preheaters, parse_preheat_request  # noqa: E402  pylint: disable=wrong-import-position
 from puller.core._request import parse_pull_request  # noqa: E402  pylint: disable=wrong-import-position
 
 MIB = 2 ** 20
@@ -96,11 +100,33 @@ def measure(bench, counts, workdir):
                                 "fill_mib": fill})
             finally:
                 mirror.stop()
+            empty(hosts)
+            results.append(preheat_then_fan_out(hosts, images, link, counter, workdir))
             print("N=%d done" % n, file=sys.stderr)
     finally:
         link.close()
         counter.close()
     return results
+
+
+def preheat_then_fan_out(hosts, images, link, counter, workdir):
+    """A cold site registry filled by a preheat, then every host pulls by the digests it resolved."""
+    site = Registry(workdir)
+    try:
+        counter.reset_stats()
+        t0 = time.perf_counter()
+        body = {"images": images, "concurrency": 4, "preheat": {"to": site.address}}
+        _site, request = parse_preheat_request(body)
+        report = Preheaters(EngineConfig()).engine(site.address).pull(request)
+        if report.failure:
+            raise RuntimeError(report.failure[:2])
+        fill, fill_requests = counter.bytes_out / MIB, len(counter.manifest_requests)
+        pull_on(hosts, report.success, {link.address: (site.address,)})
+        return {"hosts": len(hosts), "method": "preheat + fan-out by digest", "seconds": time.perf_counter() - t0,
+                "origin_mib": counter.bytes_out / MIB, "fill_mib": fill,
+                "origin_manifests": len(counter.manifest_requests), "fill_manifests": fill_requests}
+    finally:
+        site.stop()
 
 
 def chart(results, path):
@@ -116,7 +142,7 @@ def chart(results, path):
     for ax in (left, right):
         ax.set_xticks(sorted(set(r["hosts"] for r in results)))
         ax.legend(fontsize=8)
-    fig.suptitle("a release to N hosts over a 200 Mbit/s link: direct vs through a mirror", fontsize=10)
+    fig.suptitle("a release to N hosts over a 200 Mbit/s link: direct, a mirror, a preheated site", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -128,9 +154,13 @@ def rows_of(results):
     for r in results:
         note = "%.2f copies" % (r["origin_mib"] / one_copy)
         if r["method"] != "direct":
-            note += "; fill %.2f copies, then %.2f for %d more host(s); %.2f x direct's time" % (
-                r["fill_mib"] / one_copy, (r["origin_mib"] - r["fill_mib"]) / one_copy, r["hosts"] - 1,
+            note += "; fill %.2f copies, then %.2f for %d %shost(s); %.2f x direct's time" % (
+                r["fill_mib"] / one_copy, (r["origin_mib"] - r["fill_mib"]) / one_copy,
+                r["hosts"] - (0 if "origin_manifests" in r else 1), "" if "origin_manifests" in r else "more ",
                 r["seconds"] / direct[r["hosts"]]["seconds"])
+        if "origin_manifests" in r:
+            note += "; %d origin manifest requests (%d by the hosts)" % (
+                r["origin_manifests"], r["origin_manifests"] - r["fill_manifests"])
         rows.append(("%d host(s), %s" % (r["hosts"], r["method"]), "%.1f s, %.0f MiB from the origin" % (
             r["seconds"], r["origin_mib"]), note))
     return rows

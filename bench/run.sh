@@ -20,7 +20,7 @@ if [ ! -x "$venv/bin/ansible-playbook" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check ansible docker requests matplotlib
 fi
-"$venv/bin/pip" install -q --disable-pip-version-check -e "$root[cri]"
+"$venv/bin/pip" install -q --disable-pip-version-check -e "${root}[cri]"
 what=${1:-all}
 shift || true
 export PULLER_TESTENV=${PULLER_TESTENV:-$(mktemp -u /tmp/puller-bench-XXXXXX)}

@@ -1,7 +1,7 @@
 """The CLI's commands. ``puller.cli`` imports this after any monkey patching.
 
 Exit codes: 0 success, 1 at least one image failed (or the server refused), 2 bad input,
-3 the Docker daemon is unreachable, 130 interrupted (Ctrl-C).
+3 the Docker daemon (for a preheat: the site registry, or skopeo) is unreachable, 130 interrupted (Ctrl-C).
 """
 
 import argparse
@@ -21,6 +21,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DAEMON = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 # The daemon connection, with the docker CLI's flag names.
 DAEMON_SETTINGS = ("docker_socket", "runtime_endpoint", "tlsverify", "tlscacert", "tlscert", "tlskey")
+# A preheat: the site's credentials (the mirror credentials file) and the registries spoken to in plain HTTP.
+PREHEAT_SETTINGS = ("mirror_auth_file", "insecure_registry")
 INTERRUPT_GRACE = 3.0
 
 
@@ -55,6 +57,24 @@ def _parser():
     pull.add_argument("--cancel-on-interrupt", action="store_true",
                       help="with --server: Ctrl-C cancels the job instead of leaving it running")
     pull.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    preheat = sub.add_parser("preheat", help="copy images from their origin into a site registry, byte for byte "
+                                             "(skopeo copy --all --preserve-digests), for hosts to pull by digest")
+    preheat.add_argument("images", nargs="*", metavar="IMAGE", help="reference at its origin, e.g. reg:5000/a/b:1.2")
+    preheat.add_argument("-f", "--file", action="append", default=[], metavar="FILE",
+                         help="read images from FILE, as puller pull -f does")
+    preheat.add_argument("--to", required=True, metavar="SITE", help="the site registry, HOST[:PORT]")
+    settings.add_arguments(preheat, names=PREHEAT_SETTINGS)
+    preheat.add_argument("--concurrency", type=int, default=4)
+    preheat.add_argument("--retry", type=int, default=3, help="attempts per image")
+    preheat.add_argument("--deadline", help="per-image deadline, Go duration (default 30m)")
+    preheat.add_argument("--json", action="store_true",
+                         help="print the report as JSON: the rows, each with its digest (puller pull --digests "
+                              "FILE takes it)")
+    _server_arguments(preheat)
+    preheat.add_argument("--cancel-on-interrupt", action="store_true",
+                         help="with --server: Ctrl-C cancels the job instead of leaving it running")
+    preheat.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     jobs = sub.add_parser("jobs", help="list a server's jobs, or show one")
     jobs.add_argument("id", nargs="?", help="the job to show; without it, the newest jobs")
@@ -95,7 +115,6 @@ def _serve(args):
 
 
 def _pull(args):
-    from puller._progress import ProgressPrinter
     from puller.core._credentials import HostCredentials
     from puller.core._engine import Engine
     from puller.core._request import parse_pull_request
@@ -124,7 +143,44 @@ def _pull(args):
     config = from_sources(flags, names=DAEMON_SETTINGS + ("deadline", "docker_cert_path"))
     # Like docker pull: the host's credentials (config.json, credential helpers).
     engine = Engine(config.engine_config(), credentials=HostCredentials(), runtime=config.runtime())
-    request = parse_pull_request(body, mirrors=mirrors, runtime=engine.runtime)
+    return _run_here(engine, parse_pull_request(body, mirrors=mirrors, runtime=engine.runtime), args.json)
+
+
+def _preheat(args):
+    from puller.config import read_mirror_auth
+    from puller.core._credentials import HostCredentials
+    from puller.core._preheat import parse_preheat_request
+
+    from puller._release_files import images_from_file
+
+    images = list(args.images)
+    for path in args.file:
+        images.extend(images_from_file(path))
+    if not images:
+        raise InvalidRequest("give images as arguments or with -f FILE", "images")
+    body = {"images": images, "concurrency": args.concurrency, "retry": args.retry,
+            "preheat": {"to": args.to}}
+    if args.deadline:
+        body["timeout"] = args.deadline
+    if args.server:
+        return _pull_on_server(args, body)
+    _site, request = parse_preheat_request(body, allowed_sites=None)
+    flags = {name: getattr(args, name, None) for name in PREHEAT_SETTINGS}
+    flags["deadline"] = args.deadline
+    config = from_sources(flags, names=PREHEAT_SETTINGS + ("deadline",))
+    # The origin's credentials as docker pull finds them; the site's are the mirror credentials.
+    preheaters = config.preheaters(read_mirror_auth(config.mirror_auth_file), credentials=HostCredentials())
+    engine = preheaters.engine(_site)
+    try:
+        return _run_here(engine, request, args.json)
+    finally:
+        preheaters.close()
+
+
+def _run_here(engine, request, as_json):
+    """Run ``request`` on ``engine`` in this process, drawing its progress; the exit code."""
+    from puller._progress import ProgressPrinter
+
     cancel, done = threading.Event(), threading.Event()
     outcome = {}
 
@@ -136,7 +192,7 @@ def _pull(args):
         finally:
             done.set()
 
-    with ProgressPrinter(total=len(request.specs), enabled=not args.json) as progress:
+    with ProgressPrinter(total=len(request.specs), enabled=not as_json) as progress:
         worker = threading.Thread(target=work, name="pull", daemon=True)
         worker.start()
         interrupted = _wait_interruptibly(done, cancel)
@@ -144,7 +200,7 @@ def _pull(args):
         raise outcome["error"]
     report = outcome.get("report")
     if report is not None:
-        _print_report(report, args.json)
+        _print_report(report, as_json)
     if interrupted:
         print("puller: interrupted; the pulls in flight were aborted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -255,7 +311,7 @@ def run(argv):
         print("puller %s" % puller.__version__)
         return EXIT_OK
     try:
-        return {"serve": _serve, "pull": _pull, "jobs": _jobs}[args.command](args)
+        return {"serve": _serve, "pull": _pull, "preheat": _preheat, "jobs": _jobs}[args.command](args)
     except KeyboardInterrupt:  # before the pull started, or in serve's start-up
         signal.signal(signal.SIGINT, lambda *_a: os._exit(EXIT_INTERRUPTED))
         return EXIT_INTERRUPTED

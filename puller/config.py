@@ -58,7 +58,15 @@ class _ConfigMethods:
             return None
         from puller.core._runtime_cri import CriRuntime
 
-        return CriRuntime(self.runtime_endpoint, timeout=DEFAULT_DAEMON_TIMEOUT)
+        return CriRuntime(self.runtime_endpoint, timeout=DEFAULT_DAEMON_TIMEOUT,
+                          insecure_registries=tuple(self.insecure_registry))
+
+    def preheaters(self, site_auth, credentials=None, observer=None):
+        """The engines of preheats, one per site (``_preheat.Preheaters``)."""
+        from puller.core._preheat import Preheaters
+
+        return Preheaters(self.engine_config(), site_auth=site_auth, insecure_registries=tuple(self.insecure_registry),
+                          credentials=credentials, observer=observer)
 
     @property
     def state_path(self) -> str:

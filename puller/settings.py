@@ -108,6 +108,25 @@ def registry_patterns(value):
     return patterns
 
 
+def registry_hosts(value):
+    """Registry hosts (``HOST[:PORT]``), as a list (repeated flags) or ``;``-separated (a variable)."""
+    from puller.core._mirrors import normalize_host
+    from puller.core._errors import InvalidRequest
+
+    items = value if isinstance(value, list) else str(value).split(";")
+    hosts = []
+    for item in items:
+        if not item or not item.strip():
+            continue
+        try:
+            host = normalize_host(item, "host")
+        except InvalidRequest as exc:
+            raise ValueError(exc.message)
+        if host not in hosts:
+            hosts.append(host)
+    return hosts
+
+
 def listen_address(value):
     value = text(value)
     parse_listen(value)
@@ -226,6 +245,15 @@ SETTINGS = (
             "patterns such as `reg.example.com`, `*.corp.example`, `docker.io`. An image from any other "
             "registry is refused with 403 before the daemon is asked. Default: any",
             metavar="PATTERN", repeat=True),
+    Setting("preheat_site", "PULLER_PREHEAT_SITES", [], registry_hosts,
+            "a site registry that preheat jobs (`POST /jobs` with `preheat.to`) may copy to, repeatable (in the "
+            "variable: separated by `;`); any other site is refused with 403, as images pulled with the server's "
+            "credentials must not be copied anywhere a caller names. Default: none (no preheat jobs)",
+            metavar="HOST[:PORT]", repeat=True),
+    Setting("insecure_registry", "PULLER_INSECURE_REGISTRIES", [], registry_hosts,
+            "a registry puller itself may speak plain HTTP to (preheat copies, the CRI runtime's manifest "
+            "requests), repeatable, as dockerd's option of that name (in the variable: separated by `;`). "
+            "Loopback registries always may", metavar="HOST[:PORT]", repeat=True),
     Setting("https_cert", "PULLER_HTTPS_CERT", None, text,
             "serve the API over HTTPS with this certificate (PEM; with `--https-key`)", metavar="FILE"),
     Setting("https_key", "PULLER_HTTPS_KEY", None, text, "the certificate's private key (PEM)", metavar="FILE"),

@@ -20,6 +20,8 @@ from ansible.module_utils.urls import open_url
 
 from ._engine import DEFAULT_DAEMON_TIMEOUT, Engine, EngineConfig, run_in_threads
 from ._errors import DaemonUnavailable, InvalidRequest, PullerError
+from ._mirrors import normalize_host
+from ._preheat import Preheaters, parse_preheat_request
 from ._request import parse_pull_request
 from ._runtime_cri import CriRuntime
 
@@ -52,6 +54,28 @@ class EngineClient:
         request = parse_pull_request(body, mirrors=self.mirrors, mirror_auth=self.mirror_auth,
                                      runtime=self.engine.runtime)
         return self.engine.pull(request, runner=run_in_threads).as_dict()
+
+
+class PreheatClient:
+    """Direct mode of a preheat: this host runs skopeo, copying from the origin to ``site``.
+
+    ``site_auth`` maps hosts to their ``auth_config`` (the module's
+    ``mirror_auth``: the site is where hosts pull from, as from a mirror).
+    """
+
+    def __init__(self, site, deadline, max_copies, site_auth=None, insecure_registries=(), credentials=None):
+        self.site = site
+        site_auth = dict((normalize_host(host, "mirror_auth"), auth) for host, auth in (site_auth or {}).items())
+        self.preheaters = Preheaters(EngineConfig(deadline=deadline, max_daemon_pulls=max_copies),
+                                     site_auth=site_auth, insecure_registries=insecure_registries,
+                                     credentials=credentials)
+
+    def pull(self, body):
+        site, request = parse_preheat_request(body)
+        try:
+            return self.preheaters.engine(site).pull(request, runner=run_in_threads).as_dict()
+        finally:
+            self.preheaters.close()
 
 
 class ApiClient:

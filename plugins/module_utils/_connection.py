@@ -13,6 +13,7 @@ import socket
 
 from ._daemon import DaemonTLS
 from ._errors import InvalidRequest
+from ._redact import secrets_of
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 DEFAULT_DAEMON_TIMEOUT = 60  # seconds, as community.docker's timeout
@@ -41,6 +42,62 @@ def connection_argument_spec():
         # The CRI (a Kubernetes node's containerd), with crictl's variable.
         runtime=dict(type="str", choices=list(RUNTIMES), default="auto"),
         runtime_endpoint=dict(type="str", fallback=(env_fallback, ["CONTAINER_RUNTIME_ENDPOINT"])),
+    )
+
+
+def credentials_argument_spec():
+    """The options of the ``bbklab.puller.credentials`` doc fragment."""
+    auth_spec = dict(
+        username=dict(type="str"),
+        password=dict(type="str", no_log=True),
+        auth=dict(type="str", no_log=True),
+        email=dict(type="str"),
+        serveraddress=dict(type="str"),
+        identitytoken=dict(type="str", no_log=True),
+        registrytoken=dict(type="str", no_log=True),
+    )
+    return dict(
+        auth_config=dict(type="dict", options=auth_spec),
+        mirror_auth=dict(type="dict", no_log=False),  # its values are masked one by one (hide_item_credentials)
+        host_credentials=dict(type="bool", default=True),
+    )
+
+
+def hide_item_credentials(module):
+    """Per-item auth_config and per-mirror credentials sit in raw lists and dicts, out of reach of
+    no_log: mask them by value."""
+    configs = [item["auth_config"] for item in module.params["images"] or []
+               if isinstance(item, dict) and isinstance(item.get("auth_config"), dict)]
+    configs += [auth for auth in (module.params["mirror_auth"] or {}).values() if isinstance(auth, dict)]
+    for auth in configs:
+        for secret in secrets_of(auth):
+            module.no_log_values.add(secret)
+
+
+def request_body(params, check_mode):
+    """The API body of a module's images and request options, the module-level ``auth_config``
+    applied to every item lacking one (the modules' own options are added by each)."""
+    default_auth = dict((k, v) for k, v in (params["auth_config"] or {}).items() if v is not None)
+    images = []
+    for item in params["images"]:
+        if isinstance(item, dict):
+            item = dict(item)
+            if not item.get("auth_config") and default_auth:
+                item["auth_config"] = default_auth
+        elif default_auth:
+            item = {"image": item, "auth_config": default_auth}
+        images.append(item)
+    return {"images": images, "concurrency": params["concurrency"], "retry": params["retry"],
+            "dry_run": check_mode, "timeout": params["deadline"]}
+
+
+def api_argument_spec():
+    """The options of the ``bbklab.puller.api`` doc fragment."""
+    return dict(
+        api_url=dict(type="str"),
+        api_token=dict(type="str", no_log=True),
+        wait_timeout=dict(type="int"),
+        api_validate_certs=dict(type="bool", default=True),
     )
 
 

@@ -188,6 +188,20 @@ class RegistryClient:
         session = _Session(self, ref, auth_config, timeout)
         return session.run(lambda: self._digest(session, ref))
 
+    def manifests(self, ref, auth_config=None, timeout=None):
+        """``[(digest, document)]``: the manifest at ``ref`` and, when it is an index, each one it lists."""
+        ref = _as_reference(ref)
+        session = _Session(self, ref, auth_config, timeout)
+
+        def work():
+            resp = session.get_manifest(ref.digest or ref.tag or "latest")
+            found = [(_content_digest(resp, ref.digest), _document(resp))]
+            if _media_type(resp, found[0][1]) in INDEX_TYPES:
+                for entry in found[0][1].get("manifests") or ():
+                    found.append((entry.get("digest"), _document(session.get_manifest(entry.get("digest")))))
+            return found
+        return session.run(work)
+
     def _manifest(self, session, ref, platform):
         resp = session.get_manifest(ref.digest or ref.tag or "latest")
         document, digest = _document(resp), _content_digest(resp, ref.digest)

@@ -183,8 +183,7 @@ def parse_pull_request(body, max_images=DEFAULT_MAX_IMAGES, default_auth=None, m
 
 def _check_runtime(runtime, body, specs):
     if body.get("mirrors") and not runtime.can_mirror:
-        raise InvalidRequest("%s pulls through the node's own mirrors (hosts.toml, written by the role "
-                             "bbklab.puller.cri_mirrors); a request cannot name mirrors" % runtime.label, "mirrors")
+        raise InvalidRequest(runtime.without_mirrors, "mirrors")
     if runtime.check_platform is None:
         return
     for spec in specs:

@@ -32,6 +32,8 @@ class Runtime:
     #: pulled from the mirror, tagged back). False where the runtime has its
     #: own mirror mechanism (containerd's ``hosts.toml``).
     can_mirror = False
+    #: Why a request's ``mirrors`` is refused where ``can_mirror`` is False.
+    without_mirrors = "this runtime applies no mirror map; a request cannot name mirrors"
     #: ``adopt`` works: the runtime can put another name on an image it holds
     #: (a tag on an image pulled by digest). False for the CRI, which names an
     #: image only as it was pulled.

@@ -57,6 +57,8 @@ class CriRuntime(Runtime):
     kind = "containerd"
     label = "containerd"
     can_mirror = False
+    without_mirrors = ("containerd pulls through the node's own mirrors (hosts.toml, written by the role "
+                       "bbklab.puller.cri_mirrors); a request cannot name mirrors")
 
     def __init__(self, endpoint=None, timeout=DEFAULT_TIMEOUT, poll_interval=DEFAULT_POLL_INTERVAL,
                  insecure_registries=(), registry_timeout=DEFAULT_TIMEOUT, pull_backstop=DEFAULT_PULL_BACKSTOP):

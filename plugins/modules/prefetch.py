@@ -30,6 +30,8 @@ requirements:
 extends_documentation_fragment:
   - bbklab.puller.docker
   - bbklab.puller.runtime
+  - bbklab.puller.credentials
+  - bbklab.puller.api
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying the target.
@@ -47,37 +49,21 @@ options:
   images:
     description:
       - The images to pull. Each item is either a reference string (V(busybox), V(reg:5000/a/b:t),
-        V(repo@sha256:...)) or a dictionary with the API's keys C(image), C(tag), C(project) and C(auth_config).
+        V(repo@sha256:...)) or a dictionary with the API's keys C(image), C(tag), C(project), C(platform),
+        C(digest) and C(auth_config); other keys are ignored, so the C(success) rows a M(bbklab.puller.preheat)
+        task registered can be given as they are.
+      - An item's C(digest) (a preheat's row has it) pins its tag to that content. The image is pulled by digest
+        through O(mirrors) (the site the preheat filled), without asking the origin anything, verified against
+        the digest, then tagged with its origin's name and tag. With the Docker API the image also keeps the
+        site's digest reference (C(site/path@sha256:...)), its record of the digest; C(docker run
+        origin/path@sha256:...) on a host that cannot reach the origin needs that digest under the origin's name,
+        which the Docker daemon records only for pulls from the origin, so run it by tag there. On a CRI node
+        the image is held as C(origin/path@sha256:...) (containerd's C(hosts.toml) sends it to the site) and
+        gets no tag.
       - An item's C(auth_config) takes the same keys as O(auth_config) and is never logged.
     type: list
     elements: raw
     required: true
-  auth_config:
-    description:
-      - Registry credentials for every item that has no C(auth_config) of its own.
-    type: dict
-    suboptions:
-      username:
-        description: Registry user name.
-        type: str
-      password:
-        description: Registry password.
-        type: str
-      auth:
-        description: Base64 of C(username:password), as in C(~/.docker/config.json).
-        type: str
-      email:
-        description: E-mail address, for registries that still want one.
-        type: str
-      serveraddress:
-        description: Registry address the credentials belong to.
-        type: str
-      identitytoken:
-        description: Identity token (OAuth refresh token) for the registry.
-        type: str
-      registrytoken:
-        description: Bearer token for the registry.
-        type: str
   concurrency:
     description: How many images are pulled at once.
     type: int
@@ -114,20 +100,6 @@ options:
         request, and the server uses them only if it allows request mirrors.
       - Warm the mirror from one host first (a task with C(run_once=true)), then fan out to all hosts.
     type: dict
-  mirror_auth:
-    description:
-      - Credentials per mirror host; a dict whose keys are mirror hosts and whose values are dicts with the keys of
-        O(auth_config). A mirror never gets the origin's credentials. Passwords and tokens are masked in the output.
-    type: dict
-  host_credentials:
-    description:
-      - In direct mode, images without O(auth_config) use the managed host's Docker credentials, as C(docker pull)
-        there would (C(config.json) from E(DOCKER_CONFIG) or C(~/.docker), its C(auths), C(credsStore) and
-        C(credHelpers)). In API mode the server decides (its C(--host-credentials) is off by default).
-      - With the CRI runtime on a host without the C(docker) library there are none to read; the node's containerd
-        then applies the credentials of its own configuration to images without O(auth_config).
-    type: bool
-    default: true
   allow_registries:
     description:
       - Registries images may come from, as shell-style patterns (V(registry.example.com), V(*.corp.example),
@@ -140,29 +112,6 @@ options:
     description: Do not fail the task when some images fail; they are still listed in RV(failure).
     type: bool
     default: false
-  api_url:
-    description:
-      - Base URL of a running C(puller serve), for example V(http://127.0.0.1:9006). Selects API mode.
-    type: str
-  api_token:
-    description: Bearer token of that server.
-    type: str
-  wait_timeout:
-    description:
-      - In API mode, how many seconds to wait for the job on the server to end. The request is made as a job
-        (C(POST /jobs)) that the module polls, so a long pull does not depend on one HTTP request surviving
-        proxies and idle timeouts.
-      - When it runs out the task fails naming the job, which goes on on the server.
-      - Defaults to the O(deadline) times the number of rounds of O(concurrency) images, plus a minute.
-    type: int
-  api_validate_certs:
-    description:
-      - Verify the puller server's TLS certificate in API mode.
-      - Called O(validate_certs) in 0.1.0. Since 0.2.0 O(validate_certs) is TLS to the Docker daemon, as in
-        community.docker.
-    type: bool
-    default: true
-    version_added: 0.2.0
 notes:
   - Put shared options (O(api_url), O(api_token), O(auth_config)) in C(module_defaults) with the
     C(group/bbklab.puller.puller) action group.
@@ -308,14 +257,14 @@ from ansible_collections.bbklab.puller.plugins.module_utils._clients import ApiC
 from ansible_collections.bbklab.puller.plugins.module_utils._daemon import DOCKER_IMPORT_ERROR, HAS_DOCKER
 from ansible_collections.bbklab.puller.plugins.module_utils._engine import row_reference
 from ansible_collections.bbklab.puller.plugins.module_utils._connection import (
-    DEFAULT_DAEMON_TIMEOUT, connection_argument_spec, runtime_of, daemon_tls)
+    DEFAULT_DAEMON_TIMEOUT, api_argument_spec, connection_argument_spec, credentials_argument_spec, daemon_tls,
+    hide_item_credentials, request_body, runtime_of)
 from ansible_collections.bbklab.puller.plugins.module_utils._cri_api import GRPC_IMPORT_ERROR, HAS_GRPC
 from ansible_collections.bbklab.puller.plugins.module_utils._cri_proto import PROTOBUF_IMPORT_ERROR
 from ansible_collections.bbklab.puller.plugins.module_utils._credentials import HostCredentials
 from ansible_collections.bbklab.puller.plugins.module_utils._errors import InvalidRequest, PullerError
 from ansible_collections.bbklab.puller.plugins.module_utils._godur import parse_duration
 from ansible_collections.bbklab.puller.plugins.module_utils._mirrors import parse_mirror_map
-from ansible_collections.bbklab.puller.plugins.module_utils._redact import secrets_of
 from ansible_collections.bbklab.puller.plugins.module_utils._request import parse_pull_request
 
 CHANGED = ("pulled", "would_pull")
@@ -333,18 +282,7 @@ class ImagePrefetcher:
 
     def request_body(self):
         """The API body, with the module-level auth_config applied to every item lacking one."""
-        default_auth = {k: v for k, v in (self.params["auth_config"] or {}).items() if v is not None}
-        images = []
-        for item in self.params["images"]:
-            if isinstance(item, dict):
-                item = dict(item)
-                if not item.get("auth_config") and default_auth:
-                    item["auth_config"] = default_auth
-            elif default_auth:
-                item = {"image": item, "auth_config": default_auth}
-            images.append(item)
-        return {"images": images, "concurrency": self.params["concurrency"], "retry": self.params["retry"],
-                "pull": self.params["pull"], "dry_run": self.check_mode, "timeout": self.params["deadline"]}
+        return dict(request_body(self.params, self.check_mode), pull=self.params["pull"])
 
     def run(self):
         body = self.request_body()
@@ -376,17 +314,6 @@ def _unique(items):
     return seen
 
 
-def _hide_item_credentials(module):
-    """Per-item auth_config and per-mirror credentials sit in raw lists and dicts, out of reach of
-    no_log: mask them by value."""
-    configs = [item["auth_config"] for item in module.params["images"] or []
-               if isinstance(item, dict) and isinstance(item.get("auth_config"), dict)]
-    configs += [auth for auth in (module.params["mirror_auth"] or {}).values() if isinstance(auth, dict)]
-    for auth in configs:
-        for secret in secrets_of(auth):
-            module.no_log_values.add(secret)
-
-
 def _require_libraries(module, cri_endpoint):
     """Direct mode needs the library of its runtime only: docker, or grpcio and protobuf for the CRI."""
     if cri_endpoint is None:
@@ -411,38 +338,24 @@ def _host_credentials(params, cri_endpoint):
 
 
 def main():
-    auth_spec = dict(
-        username=dict(type="str"),
-        password=dict(type="str", no_log=True),
-        auth=dict(type="str", no_log=True),
-        email=dict(type="str"),
-        serveraddress=dict(type="str"),
-        identitytoken=dict(type="str", no_log=True),
-        registrytoken=dict(type="str", no_log=True),
-    )
     argument_spec = connection_argument_spec()
+    argument_spec.update(credentials_argument_spec())
+    argument_spec.update(api_argument_spec())
     argument_spec.update(
         images=dict(type="list", elements="raw", required=True),
-        auth_config=dict(type="dict", options=auth_spec),
         concurrency=dict(type="int", default=10),
         retry=dict(type="int", default=3),
         deadline=dict(type="str"),
         pull=dict(type="str", choices=["always", "missing"], default="always"),
         mirrors=dict(type="dict"),
         allow_registries=dict(type="list", elements="str", default=[]),
-        host_credentials=dict(type="bool", default=True),
-        mirror_auth=dict(type="dict", no_log=False),  # values masked one by one below
         ignore_failures=dict(type="bool", default=False),
-        api_url=dict(type="str"),
-        api_token=dict(type="str", no_log=True),
-        wait_timeout=dict(type="int"),
-        api_validate_certs=dict(type="bool", default=True),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
         supports_check_mode=True,
     )
-    _hide_item_credentials(module)
+    hide_item_credentials(module)
     params = module.params
     if params["deadline"] is None:
         if params["timeout"] != DEFAULT_DAEMON_TIMEOUT:

@@ -33,7 +33,7 @@ NEVER_PULLED = "interrupted: puller stopped before this image was pulled"
 # these. An allow-list, so that a field added to requests later is left out
 # (its resume incomplete) rather than stored when it is secret: ``auth_config``
 # (per image) and ``mirror_auth`` (per mirror host) never are.
-STORED_REQUEST_FIELDS = ("concurrency", "retry", "pull", "dry_run", "timeout", "mirrors", "platform")
+STORED_REQUEST_FIELDS = ("concurrency", "retry", "pull", "dry_run", "timeout", "mirrors", "platform", "preheat")
 STORED_IMAGE_FIELDS = ("image", "tag", "project", "platform", "digest")
 
 

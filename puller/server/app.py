@@ -17,6 +17,7 @@ from puller.core._engine import run_in_threads
 from puller.config import read_mirror_auth
 from puller.core._errors import InvalidRequest, RequestForbidden
 from puller.core._godur import rfc3339_now
+from puller.core._preheat import PREHEAT_FIELD, parse_preheat_request, preheat_site
 from puller.core._request import check_mirrors_allowed, parse_pull_request
 from puller.jobs.model import SUCCEEDED
 from puller.jobs.store import StoreUnavailable
@@ -82,10 +83,14 @@ class Api:
             raise InvalidRequest("%s pulls through the node's own mirrors: write them into its hosts.toml with the "
                                  "role bbklab.puller.cri_mirrors instead" % engine.runtime.label, "--mirror")
         jobs.parse = self.parse
+        jobs.engine_for = self.engine_for
         self.draining = False
         self.metrics = Metrics(engine.in_flight, jobs.store.counts_by_status, mirrors=config.mirrors)
         jobs.metrics = self.metrics
         engine.observer = self.metrics.on_event  # each daemon attempt once, however many requests share it
+        # Preheat jobs copy to the sites the operator named, with the mirror credentials for each.
+        self.preheaters = config.preheaters(self.mirror_auth, credentials=engine.credentials,
+                                            observer=self.metrics.on_event)
         self.start_at = rfc3339_now()
         self.app = bottle.Bottle(catchall=True, autojson=False)
         self.app.default_error_handler = self._default_error
@@ -129,11 +134,22 @@ class Api:
         return check
 
     def parse(self, body, max_images=None):
-        """A request body as the engine's ``PullRequest``, with this server's mirrors."""
+        """A request body as the engine's ``PullRequest``, with this server's mirrors; a preheat's
+        (``preheat.to``) copies to a site this server admits (``--preheat-site``)."""
+        if isinstance(body, dict) and PREHEAT_FIELD in body:
+            return parse_preheat_request(body, allowed_sites=tuple(self.config.preheat_site),
+                                         max_images=max_images or self.config.max_images,
+                                         allowed_registries=self.config.allow_registry)[1]
         return parse_pull_request(body, max_images=max_images or self.config.max_images,
                                   mirrors=self.config.mirrors, mirror_auth=self.mirror_auth,
                                   allow_request_mirrors=self.config.allow_request_mirrors,
                                   allowed_registries=self.config.allow_registry, runtime=self.engine.runtime)
+
+    def engine_for(self, job):
+        """The engine a job runs on: a preheat's is its site's."""
+        if job.kind == PREHEAT_FIELD:
+            return self.preheaters.engine(preheat_site(job.request))
+        return self.engine
 
     def read_json(self):
         """The request body as JSON, read straight from ``wsgi.input``.
@@ -199,6 +215,9 @@ class Api:
         """The original's ``/pull``, run as a job so that it finishes (and shows in
         ``/jobs``) even when its client goes away."""
         body = self.read_json()
+        if isinstance(body, dict) and PREHEAT_FIELD in body:
+            self.metrics.observe(400)
+            return _error(400, "a preheat is a job: POST it to /jobs", PREHEAT_FIELD)
         try:
             request = self.parse(body)
         except InvalidRequest as exc:

@@ -11,6 +11,7 @@ import queue
 import bottle
 
 from puller.core._errors import InvalidRequest, RequestForbidden
+from puller.core._preheat import PREHEAT_FIELD
 from puller.jobs.manager import JobEnded, NoSuchJob, TooManyJobs
 from puller.jobs.model import JOB_STATUSES
 from puller.jobs.store import StoreUnavailable
@@ -53,7 +54,7 @@ class JobRoutes:
         except InvalidRequest as exc:
             return error_answer(403 if isinstance(exc, RequestForbidden) else 400, exc.message, exc.field)
         try:
-            job = self.jobs.submit(request, body, kind="job")
+            job = self.jobs.submit(request, body, kind=PREHEAT_FIELD if PREHEAT_FIELD in body else "job")
         except TooManyJobs as exc:
             return error_answer(429, str(exc), "jobs", {"Retry-After": "10"})
         except StoreUnavailable as exc:

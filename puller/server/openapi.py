@@ -25,6 +25,10 @@ _ROW = {
         "id": {"type": "string"},
         "previous_id": {"type": "string"},
         "status": {"type": "string", "enum": ["pulled", "up_to_date", "present", "would_pull", "failed", "cancelled"]},
+        "site": {"type": "string", "description": "Preheat: the site registry copied to."},
+        "bytes_copied": {"type": "integer", "description": "Preheat: blob bytes sent to the site (0 when it had "
+                                                           "every layer)."},
+        "blobs_skipped": {"type": "integer", "description": "Preheat: blobs the site had already."},
     },
 }
 _REPORT = {
@@ -70,6 +74,12 @@ _PULL_REQUEST = {
         "mirrors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}},
                     "description": "Registry host -> mirror hosts, overriding the server's map for those registries."},
         "mirror_auth": {"type": "object", "description": "Mirror host -> its own auth_config."},
+        "preheat": {"type": "object", "required": ["to"], "additionalProperties": False,
+                    "properties": {"to": {"type": "string",
+                                          "description": "The site registry, HOST[:PORT]; one the server's "
+                                                         "--preheat-site names."}},
+                    "description": "POST /jobs only: copy the images from their origin to this site registry "
+                                   "(skopeo copy --all --preserve-digests) instead of pulling them."},
         "timeout": {"oneOf": [{"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"},
                               {"type": "number", "minimum": 0, "exclusiveMinimum": True}]},
     },
@@ -93,7 +103,8 @@ _JOB = {
     "required": ["id", "kind", "status", "created", "progress", "desired", "active", "succeeded", "failed"],
     "properties": {
         "id": {"type": "string"},
-        "kind": {"type": "string", "enum": ["job", "pull"], "description": "Made by POST /jobs or POST /pull."},
+        "kind": {"type": "string", "enum": ["job", "pull", "preheat"],
+                 "description": "Made by POST /jobs, POST /pull, or POST /jobs with preheat (a copy to a site)."},
         "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled",
                                               "interrupted"]},
         "created": {"type": "string", "format": "date-time"},

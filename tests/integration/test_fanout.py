@@ -2,8 +2,11 @@
 a preheat resolved, with the origin refusing every connection, and end with
 the origin's names and content verified by digest."""
 
+import io
 import json
+import os
 import socket
+import tarfile
 import subprocess
 import sys
 import threading
@@ -130,19 +133,37 @@ class Rogue(FaultProxy):
         return super()._forward(h, body, hang)
 
 
-def test_a_rogue_site_cannot_plant_other_content_under_a_pinned_tag(site, origin, hosts):
+def _unique_image(ground, registry, name):
+    """An image no daemon has seen (random content), pushed to ``registry``; its digest there."""
+    blob = io.BytesIO()
+    with tarfile.open(fileobj=blob, mode="w") as tar:
+        data = os.urandom(4096)
+        info = tarfile.TarInfo("random")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    client = ground.client()
+    client.import_image_from_data(blob.getvalue(), repository="%s/%s" % (registry.address, name), tag="1")
+    for _line in client.push("%s/%s" % (registry.address, name), tag="1", stream=True, decode=True):
+        pass
+    return registry_digest(registry.address, name, "1")
+
+
+def test_a_rogue_site_cannot_plant_other_content_under_a_pinned_tag(ground, site, origin, hosts):
     registry, digests = site
-    (first, digest), (second, _other) = list(digests.items())[:2]
-    rogue = Rogue(registry.port, {"/v2/%s/manifests/%s" % (first, digest): "/v2/%s/manifests/latest" % second,
-                                  "/v2/%s/manifests/latest" % first: "/v2/%s/manifests/latest" % second})
+    other = list(digests)[0]
+    digest = _unique_image(ground, registry, "rogue/app")  # content the host has never held
+    # The rogue answers for the pinned digest with another image's manifest (and for the tag too).
+    rogue = Rogue(registry.port, {"/v2/rogue/app/manifests/%s" % digest: "/v2/%s/manifests/latest" % other,
+                                  "/v2/rogue/app/manifests/1": "/v2/%s/manifests/latest" % other})
     client = _empty(hosts[1])
     result = Engine(EngineConfig(docker_host=hosts[1], backoff_base=0.05)).pull(parse_pull_request(
-        {"images": [{"image": "%s/%s" % (origin.address, first), "tag": "latest", "digest": digest}], "retry": 1},
+        {"images": [{"image": "%s/rogue/app" % origin.address, "tag": "1", "digest": digest}], "retry": 1},
         mirrors={origin.address: (rogue.address,)}))
+    assert ("GET", "/v2/rogue/app/manifests/%s" % digest) in rogue.manifest_requests
     (row,) = result.failure
     assert row["mirrors"][0]["mirror"] == rogue.address and "digest" in row["mirrors"][0]["error"], row
-    assert not client.images(name="%s/%s" % (origin.address, first))  # nothing planted under the origin's name
-    assert not client.images(name="%s/%s" % (rogue.address, first))
+    assert not client.images(name="%s/rogue/app" % origin.address)  # nothing planted under the origin's name
+    assert not client.images(name="%s/rogue/app" % rogue.address)
 
 
 def test_the_api_and_the_cli_take_the_digests(site, origin, clean, start_server, tmp_path):

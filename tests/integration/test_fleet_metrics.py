@@ -4,6 +4,7 @@ fleet's progress, failed images by host, origin versus mirror bytes, and
 every expression of the Grafana dashboard in ``docs/``."""
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -269,7 +270,7 @@ def test_a_rollout_over_three_hosts_is_watched_from_prometheus(ground, empty_hos
         time.sleep(0.2)
     assert set(prom.by("job_id", "puller_job_images_desired")) == {jobs["host1"], again, jobs["host3"]}
 
-    first_bytes = next(v for v in seen_bytes if v is not None and v == v)  # NaN (0/0) until a download starts
+    first_bytes = next(v for v in seen_bytes if v is not None and not math.isnan(v))  # NaN (0/0) until a download starts
     report(ground, "fleet metrics: 3 hosts x %d images in %.1fs (servers and Prometheus up in %.1fs); the fleet "
            "progress took %d values between 0 and 1 (%.3f ... %.3f), then %.1f; the bytes ratio %d (first %.3f, "
            "lowest %.3f), then %.1f; bytes via the mirror %d, from the origin %d"

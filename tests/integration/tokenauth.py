@@ -70,8 +70,19 @@ class TokenServer:
                     user, _sep, password = base64.b64decode(header[6:]).decode().partition(":")
                 server._answer(self, "GET", query, user, password, None)
 
+            def _body(self):
+                if "chunked" not in self.headers.get("Transfer-Encoding", ""):
+                    return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                chunks = []  # skopeo (Go's net/http) sends its refresh-token form chunked
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    chunk = self.rfile.read(size + 2)[:size]
+                    if not size:
+                        return b"".join(chunks)
+                    chunks.append(chunk)
+
             def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                body = self._body().decode()
                 form = parse_qs(body)
                 grant = (form.get("grant_type") or [""])[0]
                 server._answer(self, "POST", form, (form.get("username") or [None])[0],

@@ -12,7 +12,7 @@ BODY = {
     "images": [
         {"image": "reg.example.com/app", "tag": "1.0", "project": "web", "platform": "linux/arm64",
          "auth_config": AUTH},
-        {"image": "docker.io/library/busybox", "tag": "latest"},
+        {"image": "docker.io/library/busybox", "tag": "latest", "digest": "sha256:" + "0" * 64},
         "quay.io/org/tool:2",
     ],
     "platform": "linux/amd64/v2",
@@ -27,9 +27,14 @@ BODY = {
 }
 
 
+PREHEAT = {"images": ["reg.example.com/app:1.0"], "preheat": {"to": "site.example.com:5000"}}
+
+
 def test_every_field_that_shapes_a_pull_is_kept():
     kept = public_body(BODY)
-    assert {k: kept[k] for k in STORED_REQUEST_FIELDS} == {k: BODY[k] for k in STORED_REQUEST_FIELDS}
+    shaping = [k for k in STORED_REQUEST_FIELDS if k != "preheat"]
+    assert {k: kept[k] for k in shaping} == {k: BODY[k] for k in shaping}
+    assert public_body(PREHEAT) == PREHEAT  # where a preheat copies to
     assert kept["images"][0] == {"image": "reg.example.com/app", "tag": "1.0", "project": "web",
                                  "platform": "linux/arm64", "had_credentials": True}
     assert kept["images"][1:] == BODY["images"][1:]
