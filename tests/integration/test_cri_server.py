@@ -3,7 +3,9 @@ containerd (its CRI plugin on, as on a Kubernetes node) and registries: the
 seed contract, retries, shared pulls, jobs, stalls, a runtime that goes away,
 what the CRI cannot do, and ``/debug/dump``."""
 
+import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -247,6 +249,38 @@ def test_containerd_stopped_is_503_and_the_server_recovers(cri, cri_server, grou
         _containerd(ground, "containerd-start")
     assert wait_until(lambda: cri_server.pull({"images": [ground.image(17)]}).status_code == 200, 20, step=0.5), \
         cri_server.bodies[-1]
+
+
+def test_a_hung_containerd_is_answered_by_the_deadline_then_503_until_it_is_back(cri, cri_server, ground, big_set,
+                                                                                cri_env):
+    """containerd frozen (SIGSTOP: its socket accepts, nothing answers) mid-pull, as a hung dockerd."""
+    pid = int(Path(cri_env["PULLER_TEST_CRI_SOCKET"]).with_name("pid").read_text())
+    slow = SlowProxy(ground.registry_port, rate=1 << 20)  # ~4 s a pull: frozen while it runs
+    try:
+        later = cri_server.pull_later({"images": ["%s/%s" % (slow.address, big_set[1])], "timeout": "3s",
+                                       "retry": 1})
+        time.sleep(1.0)
+        os.kill(pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        try:
+            resp = later.result(30)
+            answered = time.monotonic() - t0
+            assert resp.status_code == 500 and "timeout" in resp.json()["failure"][0]["errmsg"], resp.text
+            assert answered < 2 + 2.5, answered  # its 3 s deadline (2 s of it left), and the listing's grace
+            t1 = time.monotonic()
+            frozen = cri_server.pull({"images": [ground.image(18)], "timeout": "3s"})
+            refused = time.monotonic() - t1
+            assert frozen.status_code == 503 and frozen.json()["field"] == "runtime_endpoint", frozen.text
+            assert refused < 3 + 1, refused  # the check is bounded by the request's deadline
+            assert requests.get(cri_server.url + "/ping", timeout=5).text == "OK"
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    finally:
+        slow.close()
+    assert wait_until(lambda: cri_server.pull({"images": [ground.image(18)]}).status_code == 200, 20, step=0.5), \
+        cri_server.bodies[-1]
+    report(ground, "cri server: containerd frozen mid-pull: the 3 s request answered %.1fs later (timeout), the "
+           "next one 503 in %.1fs, 200 once it thawed" % (answered, refused))
 
 
 def test_what_the_cri_cannot_do_is_a_400_naming_the_field(cri, ground, start_server):
