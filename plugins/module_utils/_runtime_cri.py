@@ -159,7 +159,9 @@ class CriRuntime(Runtime):
             handle.cancel()
         handle.add_done_callback(tracker.end)
         self.poller.add(tracker)
-        fetch = self._manifest_fetch(watch.memo, ref_text, auth_config)
+        # A pull by digest asks puller's registry client nothing: containerd fetches it through the
+        # node's own mirrors (hosts.toml, a preheated site), and the origin may be out of reach.
+        fetch = _NO_MANIFEST if ":" in tag else self._manifest_fetch(watch.memo, ref_text, auth_config)
         fetch.subscribe(tracker.know)
         pulled = False
         try:
@@ -246,6 +248,21 @@ def platform_error(wanted, node):
         return None
     return ("the node's runtime pulls only for its own platform, %s; %s is another (pull it on a node of "
             "that platform)" % (node, wanted))
+
+
+class _NoManifest:
+    """No manifest asked: the downloads are followed without knowing the image's layers."""
+
+    @staticmethod
+    def subscribe(fn):
+        fn(None)
+
+    @staticmethod
+    def unsubscribe(fn):
+        pass
+
+
+_NO_MANIFEST = _NoManifest()
 
 
 class _ManifestFetch:

@@ -103,3 +103,33 @@ def test_the_role_points_containerd_at_a_mirror_and_the_origin_is_the_fallback(
     finally:
         front.close()
         mirror.stop()
+
+
+def test_fan_out_by_digest_on_a_cri_node_with_the_origin_down(cri, cri_env, ground, origin, start_server, tmp_path):
+    """A preheated site as the node's mirror (the role's hosts.toml): containerd
+    fetches origin/path@digest from the site by digest; the origin is not asked."""
+    site = Registry(tmp_path / "site")
+    try:
+        path = "fixture/img-05"
+        digest = push(ground, ground.image(5) + ":latest", "%s/%s:latest" % (site.address, path))
+        certs_d = cri_env["PULLER_TEST_CRI_CERTS_D"]
+        assert play(tmp_path, {"puller_mirrors": {origin.address: [site.address]},
+                               "puller_containerd_certs_dir": certs_d}) != "0"
+        origin.reset_stats(Rules(pattern=re.compile(r".*"), reset_first=10 ** 9))  # the origin refuses everything
+        server = start_server(runtime="cri")
+        image = "%s/%s" % (origin.address, path)
+        resp = server.pull({"images": [{"image": image, "tag": "latest", "digest": digest}]})
+        assert resp.status_code == 200, resp.text
+        (row,) = resp.json()["success"]
+        assert (row["digest"], row["status"]) == (digest, "pulled"), row
+        assert "records no tag" in row["note"] and "%s@%s" % (image, digest) in row["note"], row
+        status = cri.image_status("%s@%s" % (image, digest))
+        assert status["id"] == row["id"] and status["repo_digests"] == ["%s@%s" % (image, digest)], status
+        assert origin.manifest_requests == [] and origin.matched == 0  # not one request reached the origin
+        again = server.pull({"images": [{"image": image, "tag": "latest", "digest": digest}], "pull": "missing"})
+        assert again.json()["success"][0]["status"] == "present", again.text
+        report(ground, "cri fan-out by digest: pulled from the site through hosts.toml, 0 origin requests")
+    finally:
+        site.stop()
+        assert play(tmp_path, {"puller_mirrors": {origin.address: []},
+                               "puller_containerd_certs_dir": cri_env["PULLER_TEST_CRI_CERTS_D"]}) in ("0", "1")
