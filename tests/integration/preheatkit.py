@@ -1,5 +1,5 @@
-"""What the preheat tests share: a proxy that counts and slows, the engine with a site runtime,
-raw manifests, and the skopeo processes running."""
+"""What the preheat tests share: a site registry (the ``site`` fixture), a proxy that counts and
+slows, the engine with a site runtime, raw manifests, and the skopeo processes running."""
 
 import hashlib
 import json
@@ -7,14 +7,24 @@ import os
 import threading
 import time
 
+import pytest
 import requests
 
 from faultproxy import FaultProxy
+from mirrors import Registry
 from puller.core._engine import Engine, EngineConfig
 from puller.core._registry import ACCEPT
 from puller.core._request import parse_pull_request
 from puller.core._runtime_site import SiteRuntime
 from test_cri_client import _Throttled
+
+
+@pytest.fixture
+def site(tmp_path):
+    """A plain registry, empty: the site a preheat fills."""
+    registry = Registry(tmp_path)
+    yield registry
+    registry.stop()
 
 
 class Proxy(FaultProxy):

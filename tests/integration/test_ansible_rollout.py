@@ -4,21 +4,12 @@ pulls on every host by the digests it registered, asking the origin nothing."""
 
 import re
 
-import pytest
-
 from faultproxy import FaultProxy
-from mirrors import Registry
+from preheatkit import site  # noqa: F401  pylint: disable=unused-import  # the fixture
 from test_ansible_prefetch import HERE, ROOT, fleet  # noqa: F401  pylint: disable=unused-import
 from test_cri_client import registry_digest
 
 PLAYBOOK = HERE / "ansible" / "rollout.yml"
-
-
-@pytest.fixture
-def site(tmp_path):
-    registry = Registry(tmp_path)
-    yield registry
-    registry.stop()
 
 
 def test_the_readme_shows_the_playbook_that_is_tested():

@@ -251,8 +251,8 @@ def test_containerd_stopped_is_503_and_the_server_recovers(cri, cri_server, grou
         cri_server.bodies[-1]
 
 
-def test_a_hung_containerd_is_answered_by_the_deadline_then_503_until_it_is_back(cri, cri_server, ground, big_set,
-                                                                                cri_env):
+def test_a_hung_containerd_is_answered_by_the_deadline_then_503_until_it_is_back(
+        cri, cri_server, ground, big_set, cri_env):
     """containerd frozen (SIGSTOP: its socket accepts, nothing answers) mid-pull, as a hung dockerd."""
     pid = int(Path(cri_env["PULLER_TEST_CRI_SOCKET"]).with_name("pid").read_text())
     slow = SlowProxy(ground.registry_port, rate=1 << 20)  # ~4 s a pull: frozen while it runs

@@ -27,7 +27,7 @@ import pytest
 import test_registry_client
 from conftest import LEAKS, fixture_set, report
 from faultproxy import Rules
-from mirrors import Registry
+from preheatkit import site  # noqa: F401  pylint: disable=unused-import  # the fixture
 from preheatkit import Proxy, blob_sizes, engine_for, in_thread, preheat, raw, skopeo_pids, tree, wait_until
 from puller.core._engine import Engine, EngineConfig
 from puller.core._errors import DaemonUnavailable
@@ -41,13 +41,6 @@ BIG = "crirt-big"  # the CRI runtime tests' set: two images of two 4 MiB layers 
 WRONG_PASSWORD = "Wr0ng-Preheat-Pa55word"
 LEAKS.secrets.add(WRONG_PASSWORD)
 BLOBS = re.compile(r"^/v2/.+/blobs/sha256:[0-9a-f]{64}$")
-
-
-@pytest.fixture
-def site(tmp_path):
-    registry = Registry(tmp_path)
-    yield registry
-    registry.stop()
 
 
 @pytest.fixture

@@ -17,17 +17,10 @@ import requests
 
 from conftest import LEAKS, TESTENV
 from faultproxy import FaultProxy, Rules
-from mirrors import Registry
+from preheatkit import site  # noqa: F401  pylint: disable=unused-import  # the fixture
 from test_cri_client import registry_digest
 
 EVERYTHING = re.compile(r".*")
-
-
-@pytest.fixture
-def site(tmp_path):
-    registry = Registry(tmp_path)
-    yield registry
-    registry.stop()
 
 
 @pytest.fixture
