@@ -106,6 +106,9 @@ def run_in_threads(fn, items, size):
         return list(pool.map(fn, items))
 
 
+ROW_FIELDS = ("image", "tag", "project", "cost", "retried", "errmsg", "digest", "id", "previous_id", "status")
+
+
 def row_reference(row):
     """``image:tag`` of a result row, as a person would write it."""
     name = row["image"]
@@ -132,16 +135,23 @@ def _row(spec, outcome, cost, before, after, can_tag):
         "previous_id": previous or "",
         "status": status,
     }
-    extra = outcome.extra or {}
-    if status != STATUS_FAILED and extra.get("source"):
-        row["source"] = extra["source"]  # the endpoint that served it: a mirror, or the origin
-    if extra.get("mirrors"):
-        row["mirrors"] = [dict(entry) for entry in extra["mirrors"]]  # the mirrors skipped, and what they said
-    if extra.get("note"):
-        row["note"] = extra["note"]
-    for field, value in (extra.get("fields") or {}).items():
-        row.setdefault(field, value)  # the runtime's own (watch.record), never over the contract's fields
+    row.update(row_extra(outcome.extra, status == STATUS_FAILED))
     return row
+
+
+def row_extra(extra, failed):
+    """The fields a row gains from what its attempts noted (``Outcome.extra``)."""
+    extra, fields = extra or {}, {}
+    if not failed and extra.get("source"):
+        fields["source"] = extra["source"]  # the endpoint that served it: a mirror, or the origin
+    if extra.get("mirrors"):
+        fields["mirrors"] = [dict(entry) for entry in extra["mirrors"]]  # the mirrors skipped, and what they said
+    if extra.get("note"):
+        fields["note"] = extra["note"]
+    for field, value in (extra.get("fields") or {}).items():
+        if field not in ROW_FIELDS:  # the runtime's own (watch.record), never over the contract's fields
+            fields.setdefault(field, value)
+    return fields
 
 
 class Engine:

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 
-from puller.core._engine import STATUS_PRESENT, STATUS_UP_TO_DATE, STATUS_WOULD_PULL
+from puller.core._engine import STATUS_PRESENT, STATUS_UP_TO_DATE, STATUS_WOULD_PULL, row_extra
 from puller.core._errors import DaemonUnavailable, PullerError
 from puller.core._godur import format_duration, rfc3339_now
 from puller.core._request import parse_pull_request
@@ -197,6 +197,7 @@ class JobManager(Resuming):
                 row = {"image": entry.image, "tag": entry.tag, "project": entry.project,
                        "cost": format_duration(done.cost), "retried": done.attempts, "errmsg": done.error or "",
                        "digest": done.digest or "", "id": "", "previous_id": "", "status": done.status}
+                row.update(row_extra(done.extra, phase == model.FAILED))  # as the report's row will have them
                 job.end_entry(entry.index, phase, done.attempts, row)
                 rows.append((entry.index, phase, done.attempts, row))
             progress = round(job.progress, 1)

@@ -5,6 +5,7 @@ API's ``images[].digest``) with the origin refusing everything."""
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -156,3 +157,36 @@ def test_server_refuses_preheats_it_was_not_told_to_make(ground, site, start_ser
 
 
 LEAKS.secrets.add("Preheat-Unused-Pw-7")  # named in no test yet: the guard reads every log for it anyway
+
+
+def test_a_preheat_job_resumes_after_a_kill_and_a_refused_site_ends_it_failed(ground, site, origin, start_server):
+    """SIGKILL mid-preheat: the job resumes on the next start as a preheat to its site; a start that no longer
+    names the site ends it failed, naming the setting."""
+    origin.reset_stats(Rules(delay=2.0))  # each manifest takes a while: the job is caught mid-way
+    server = start_server("--preheat-site", site.address)
+    release = ["%s/fixture/img-%02d:latest" % (origin.address, n) for n in (10, 11, 12, 13)]
+    created = requests.post(server.url + "/jobs", json={"preheat": {"to": site.address}, "images": release,
+                                                        "concurrency": 1}, timeout=10).json()
+    for _i in range(200):
+        if requests.get(server.url + "/jobs/" + created["id"], timeout=10).json()["succeeded"] >= 1:
+            break
+        time.sleep(0.1)
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(30)
+    origin.reset_stats(Rules())
+    again = start_server("--state-dir", str(server.state_dir), "--preheat-site", site.address)
+    job = _wait(again, created["id"])
+    assert (job["kind"], job["status"], job["resumed"]) == ("preheat", "succeeded", 1), job
+    assert [row["site"] for row in job["report"]["success"]] == [site.address] * 4
+    assert all(registry_digest(site.address, "fixture/img-%02d" % n) for n in (10, 11, 12, 13))
+
+    origin.reset_stats(Rules(delay=2.0))
+    second = requests.post(again.url + "/jobs", json={"preheat": {"to": site.address}, "images": release[:2],
+                                                      "concurrency": 1}, timeout=10).json()
+    again.proc.send_signal(signal.SIGKILL)
+    again.proc.wait(30)
+    third = start_server("--state-dir", str(server.state_dir))  # no --preheat-site any more
+    ended = _wait(third, second["id"])
+    assert ended["status"] == "failed", ended
+    assert all("not resumed" in row["errmsg"] and "--preheat-site" in row["errmsg"]
+               for row in ended["report"]["failure"]), ended["report"]
