@@ -17,6 +17,8 @@ dockerd each), driven by the engine in-process.
 
 Goals: origin bytes flat in N through the mirror (<= the mirror's fill plus
 0.2 copy), N copies direct; at N = 4 the mirror's wall time <= 0.6 x direct.
+Preheat + fan-out: one copy from the origin and one manifest request per
+image whatever N, none of them by the hosts.
 """
 
 import argparse

@@ -89,7 +89,8 @@ def main():
         lines += ["Server under load (`bench/server_bench.py`):", "", "| measure | value | note |",
                   "| --- | --- | --- |"] + ["| %s | %s | %s |" % tuple(row) for row in server] + [""]
     if fleet:
-        lines += ["Fleet, few-large release over a 200 Mbit/s link, direct vs a mirror (`bench/fleet_bench.py`):",
+        lines += ["Fleet, few-large release over a 200 Mbit/s link: direct, a pull-through mirror, a preheated site "
+                  "(`bench/fleet_bench.py`):",
                   "", "![fleet chart](bench/fleet.png)", "", "| hosts, method | result | note |",
                   "| --- | --- | --- |"] + ["| %s | %s | %s |" % tuple(row) for row in fleet] + [""]
     if cri:
