@@ -61,6 +61,10 @@ _PROTOCOL_ERRORS = {
 }
 
 
+# Connections accepted in one pass of the loop, at most (see Server.__init__).
+MAX_ACCEPT = 16
+
+
 class _HeadTimeout(gevent.Timeout):
     """The client took too long to send a request line and headers."""
 
@@ -353,6 +357,12 @@ class Server(WSGIServer):
         self.handlers = Group()
         super().__init__(address, app, spawn=self.handlers.spawn, **kwargs)
         self.connections = Connections(connections)
+        # gevent accepts up to max_accept connections in one pass of its loop
+        # (100 by default) before their handlers run and ``Connections`` admits
+        # or evicts: each is a descriptor beyond the limit until then. A burst
+        # must fit in the descriptors kept aside (serve.FD_RESERVE), or a
+        # storm of connections at the limit runs the process out of them.
+        self.max_accept = MAX_ACCEPT
         self.header_timeout = header_timeout
         self.idle_timeout = idle_timeout
         self.write_timeout = write_timeout
