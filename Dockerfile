@@ -4,6 +4,7 @@
 ARG BASE=debian:bookworm-slim
 
 # -- build: a wheel of puller and wheels of everything it needs --------------
+# (with the extra cri: grpcio and protobuf, for Kubernetes nodes' containerd)
 FROM ${BASE} AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
@@ -12,7 +13,7 @@ COPY pyproject.toml README.md /src/
 COPY puller /src/puller
 COPY plugins/module_utils /src/plugins/module_utils
 RUN python3 -m venv /tmp/build-venv \
- && /tmp/build-venv/bin/pip wheel --no-cache-dir --disable-pip-version-check --wheel-dir /wheels /src \
+ && /tmp/build-venv/bin/pip wheel --no-cache-dir --disable-pip-version-check --wheel-dir /wheels "/src[cri]" \
  && /tmp/build-venv/bin/pip download --no-cache-dir --disable-pip-version-check --no-deps --dest /tools pip
 
 # -- final: python3 and a venv with the wheels; no pip, compilers or caches ---
@@ -20,7 +21,7 @@ FROM ${BASE}
 # The version is puller/__init__.py's; `make image` passes it.
 ARG VERSION
 LABEL org.opencontainers.image.title="puller" \
-      org.opencontainers.image.description="Pull many container images onto the host's Docker daemon, with retries" \
+      org.opencontainers.image.description="Pull many container images onto the host's Docker daemon or Kubernetes node's containerd, with retries" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="GPL-3.0-or-later" \
       org.opencontainers.image.source="https://github.com/bbklab/puller"
@@ -32,7 +33,7 @@ COPY --from=build /tools /tmp/tools
 # pip runs from its wheel file, so it is used here but not installed.
 RUN python3 -m venv --without-pip /opt/puller \
  && /opt/puller/bin/python3 "$(echo /tmp/tools/pip-*.whl)/pip" install --no-cache-dir --disable-pip-version-check \
-      --no-index --find-links /tmp/wheels puller \
+      --no-index --find-links /tmp/wheels "puller[cri]" \
  && rm -rf /tmp/wheels /tmp/tools /root/.cache
 ENV PATH=/opt/puller/bin:$PATH \
     LISTEN_ADDR=:9006 \

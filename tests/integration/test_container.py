@@ -18,6 +18,9 @@ import requests
 import puller
 
 from conftest import LEAKS, free_port, report
+import test_cri_server
+
+cri, cri_env = test_cri_server.cri, test_cri_server.cri_env  # the fixtures, here too
 
 ROOT = Path(__file__).resolve().parents[2]
 TAG = "bbklab/puller:test"
@@ -118,6 +121,25 @@ def _role(ground, tmp_path, image, port, state="present", token=""):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     recap = [line for line in proc.stdout.splitlines() if line.startswith("localhost")][-1]
     return int(recap.split("changed=")[1].split()[0]), proc.stdout
+
+
+def test_the_image_pulls_into_a_kubernetes_node_s_containerd(ground, image, cri, cri_env):
+    """The image carries the extra cri: given the node's containerd socket, it pulls there."""
+    port = free_port()
+    url = "http://127.0.0.1:%d" % port
+    docker(ground, "rm", "-f", "puller-cri-test", check=False)
+    docker(ground, "run", "-d", "--name=puller-cri-test", "-e", "LISTEN_ADDR=127.0.0.1:%d" % port,
+           "-e", "CONTAINER_RUNTIME_ENDPOINT=unix:///run/containerd/containerd.sock", "--net=host",
+           "-v", "%s:/run/containerd/containerd.sock" % cri_env["PULLER_TEST_CRI_SOCKET"], image)
+    try:
+        _wait_ping(url)
+        resp = requests.post(url + "/pull", json={"images": [ground.image(23)]}, timeout=120)
+        assert resp.status_code == 200, resp.text
+        (row,) = resp.json()["success"]
+        assert cri.image_status(ground.image(23) + ":latest")["id"] == row["id"]
+        assert requests.get(url + "/debug/dump", timeout=10).json()["daemon"]["engine"] == "containerd"
+    finally:
+        docker(ground, "rm", "-f", "puller-cri-test", check=False)
 
 
 def test_server_role_is_idempotent_and_removable(ground, image, tmp_path):
