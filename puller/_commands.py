@@ -46,17 +46,11 @@ def _parser():
                       help="missing: leave images that are present alone")
     pull.add_argument("--platform", help="OS/ARCH[/VARIANT] to pull, e.g. linux/arm64")
     settings.add_arguments(pull, names=DAEMON_SETTINGS)
-    pull.add_argument("--concurrency", type=int, default=10)
-    pull.add_argument("--retry", type=int, default=3, help="attempts per image")
-    pull.add_argument("--deadline", help="per-image deadline, Go duration (default 30m)")
-    pull.add_argument("--json", action="store_true", help="print the report as the API's JSON body")
+    _run_arguments(pull, concurrency=10, json_help="print the report as the API's JSON body")
     pull.add_argument("--mirror", action="append", metavar="REGISTRY=MIRROR[,MIRROR]",
                       help="mirrors to try before the origin, repeatable (with --server, the server must allow "
                            "request mirrors)")
-    _server_arguments(pull)
-    pull.add_argument("--cancel-on-interrupt", action="store_true",
-                      help="with --server: Ctrl-C cancels the job instead of leaving it running")
-    pull.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _job_arguments(pull)
 
     preheat = sub.add_parser("preheat", help="copy images from their origin into a site registry, byte for byte "
                                              "(skopeo copy --all --preserve-digests), for hosts to pull by digest")
@@ -65,16 +59,9 @@ def _parser():
                          help="read images from FILE, as puller pull -f does")
     preheat.add_argument("--to", required=True, metavar="SITE", help="the site registry, HOST[:PORT]")
     settings.add_arguments(preheat, names=PREHEAT_SETTINGS)
-    preheat.add_argument("--concurrency", type=int, default=4)
-    preheat.add_argument("--retry", type=int, default=3, help="attempts per image")
-    preheat.add_argument("--deadline", help="per-image deadline, Go duration (default 30m)")
-    preheat.add_argument("--json", action="store_true",
-                         help="print the report as JSON: the rows, each with its digest (puller pull --digests "
-                              "FILE takes it)")
-    _server_arguments(preheat)
-    preheat.add_argument("--cancel-on-interrupt", action="store_true",
-                         help="with --server: Ctrl-C cancels the job instead of leaving it running")
-    preheat.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _run_arguments(preheat, concurrency=4, json_help="print the report as JSON: the rows, each with its digest "
+                                                     "(puller pull --digests FILE takes it)")
+    _job_arguments(preheat)
 
     jobs = sub.add_parser("jobs", help="list a server's jobs, or show one")
     jobs.add_argument("id", nargs="?", help="the job to show; without it, the newest jobs")
@@ -86,6 +73,37 @@ def _parser():
 
     sub.add_parser("version", help="print the version")
     return parser
+
+
+def _run_arguments(parser, concurrency, json_help):
+    """What shapes a run of ``pull`` and ``preheat``."""
+    parser.add_argument("--concurrency", type=int, default=concurrency)
+    parser.add_argument("--retry", type=int, default=3, help="attempts per image")
+    parser.add_argument("--deadline", help="per-image deadline, Go duration (default 30m)")
+    parser.add_argument("--json", action="store_true", help=json_help)
+
+
+def _job_arguments(parser):
+    """Where ``pull`` and ``preheat`` run: here, or as a job on a server."""
+    _server_arguments(parser)
+    parser.add_argument("--cancel-on-interrupt", action="store_true",
+                        help="with --server: Ctrl-C cancels the job instead of leaving it running")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _images(args, *more):
+    """The images of the arguments and of ``-f`` files, then ``more`` (lists of images); at least one."""
+    from puller._release_files import images_from_file
+
+    images = list(args.images)
+    for path in args.file:
+        images.extend(images_from_file(path))
+    for found in more:
+        images.extend(found)
+    if not images:
+        raise InvalidRequest("give images as arguments%s" % (
+            ", with -f FILE or with --digests FILE" if hasattr(args, "digests") else " or with -f FILE"), "images")
+    return images
 
 
 def _server_arguments(parser, required=False):
@@ -119,15 +137,9 @@ def _pull(args):
     from puller.core._engine import Engine
     from puller.core._request import parse_pull_request
 
-    from puller._release_files import images_from_file, images_from_report
+    from puller._release_files import images_from_report
 
-    images = list(args.images)
-    for path in args.file:
-        images.extend(images_from_file(path))
-    if args.digests:
-        images.extend(images_from_report(args.digests))
-    if not images:
-        raise InvalidRequest("give images as arguments, with -f FILE or with --digests FILE", "images")
+    images = _images(args, images_from_report(args.digests) if args.digests else [])
     body = {"images": images, "concurrency": args.concurrency, "retry": args.retry, "pull": args.pull}
     if args.platform:
         body["platform"] = args.platform
@@ -151,13 +163,7 @@ def _preheat(args):
     from puller.core._credentials import HostCredentials
     from puller.core._preheat import parse_preheat_request
 
-    from puller._release_files import images_from_file
-
-    images = list(args.images)
-    for path in args.file:
-        images.extend(images_from_file(path))
-    if not images:
-        raise InvalidRequest("give images as arguments or with -f FILE", "images")
+    images = _images(args)
     body = {"images": images, "concurrency": args.concurrency, "retry": args.retry,
             "preheat": {"to": args.to}}
     if args.deadline:
